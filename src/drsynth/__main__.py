@@ -1,0 +1,3 @@
+from drsynth.cli import main
+
+main()

@@ -1,0 +1,69 @@
+"""The `drsynth` command line.
+
+Each area of the product registers its commands from its own module (render_cmds, data_cmds, ...), so the
+modules stay small and owners don't collide. Command bodies import the library lazily: `drsynth --help`
+must not pay for torch or pyrender.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from drsynth import __version__
+from drsynth.errors import DrsynthError
+
+from . import data_cmds, eval_cmds, pipeline_cmds, render_cmds, serve_cmds, train_cmds
+
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="drsynth",
+    help="Domain-randomized synthetic images -> classifier -> ONNX -> evaluation, as a Kubeflow pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"drsynth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+for _module in (render_cmds, data_cmds, train_cmds, eval_cmds, serve_cmds, pipeline_cmds):
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user-facing errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except DrsynthError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("[bold red]aborted[/]")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        sys.exit(130)
+    except Exception as e:  # click usage errors and the like
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise

@@ -1,0 +1,30 @@
+"""Shared test fixtures.
+
+`../shared` (beside the checkout) holds small real images, meshes, skies, textures and one set of ImageNet
+weights; tests that use it skip cleanly when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DRSYNTH_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test when it is not there."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not present (../shared is optional)")
+    return p
+
+
+@pytest.fixture
+def shared():
+    return shared_path
