@@ -15,7 +15,7 @@ from rich.console import Console
 from drsynth import __version__
 from drsynth.errors import DrsynthError
 
-from . import data_cmds, eval_cmds, pipeline_cmds, render_cmds, serve_cmds, train_cmds
+from . import data_cmds, eval_cmds, pipeline_cmds, realism_cmds, render_cmds, serve_cmds, train_cmds
 
 err_console = Console(stderr=True)
 
@@ -41,7 +41,7 @@ def _root(
     pass
 
 
-for _module in (render_cmds, data_cmds, train_cmds, eval_cmds, serve_cmds, pipeline_cmds):
+for _module in (render_cmds, realism_cmds, data_cmds, train_cmds, eval_cmds, serve_cmds, pipeline_cmds):
     _module.register(app)
 
 
