@@ -37,8 +37,19 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    pushgateway: str = typer.Option(
+        None, "--pushgateway", metavar="URL",
+        help="Push step metrics to this Prometheus Pushgateway (default: $PROMETHEUS_PUSHGATEWAY).",
+    ),
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", metavar="PORT", min=0, max=65535,
+        help="Serve step metrics at :PORT/metrics while a step runs (default: $DRSYNTH_METRICS_PORT).",
+    ),
 ) -> None:
-    pass
+    if pushgateway is not None or metrics_port is not None:
+        from drsynth import metrics  # lazily: `drsynth --help` stays fast
+
+        metrics.configure(pushgateway=pushgateway, port=metrics_port)
 
 
 for _module in (render_cmds, realism_cmds, data_cmds, train_cmds, eval_cmds, serve_cmds, pipeline_cmds):
