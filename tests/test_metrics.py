@@ -18,7 +18,6 @@ import urllib.request
 import uuid
 
 import pytest
-from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from drsynth import metrics
@@ -55,8 +54,6 @@ EXPECTED_NAMES = {
     "drsynth_train_gpu_memory_bytes": ("gauge", ("kind",)),
     "drsynth_evaluate_accuracy": ("gauge", ("domain",)),
     "drsynth_evaluate_images_total": ("counter", ("domain",)),
-    "drsynth_serve_requests_total": ("counter", ("model", "outcome")),
-    "drsynth_serve_images_total": ("counter", ("model",)),
 }
 
 
@@ -280,21 +277,6 @@ def test_accessors_outside_a_step_record_into_a_process_wide_handle():
     assert metrics.package().value("drsynth_package_samples_total") == before + 2
     with pytest.raises(ConfigError, match="area"), metrics.step("paint"):
         pass
-
-
-def test_serve_counts_by_outcome_in_the_default_registry():
-    s = metrics.serve()
-    assert metrics.serve() is s
-    model = f"m-{uuid.uuid4().hex[:6]}"
-    s.request(model, "ok", images=3)
-    s.request(model, "invalid_input")
-    s.request(model, "ok", images=1)
-    get = REGISTRY.get_sample_value
-    assert get("drsynth_serve_requests_total", {"model": model, "outcome": "ok"}) == 2.0
-    assert get("drsynth_serve_requests_total", {"model": model, "outcome": "invalid_input"}) == 1.0
-    assert get("drsynth_serve_images_total", {"model": model}) == 4.0
-    with pytest.raises(ValueError, match="outcome"):
-        s.request(model, "teapot")
 
 
 def test_grouping_key_prefers_kfp_environment(monkeypatch):

@@ -1,4 +1,4 @@
-"""Prometheus metrics for every long-running drsynth step (render, package, train, evaluate, serve).
+"""Prometheus metrics for every long-running drsynth step (render, package, train, evaluate).
 
 One small API, so a step adds a few lines and nothing else::
 
@@ -32,8 +32,9 @@ root `--pushgateway` / `--metrics-port` options) > environment):
   A port that cannot be bound is, again, one warning.
 - **Neither**: nothing network-facing happens; values stay in memory (tests and the report can read them).
 
-Serving (`drsynth serve`) is different: KServe already serves `prometheus_client.REGISTRY` with its own
-latency histograms, so `metrics.serve()` returns a `ServeMetrics` registered there once per process.
+Serving (`drsynth serve`) is not a step: its counters (`drsynth_serve_*`, requests by outcome) live in
+`drsynth.serve.metrics`, in prometheus_client's default registry, which KServe's own /metrics exposes next
+to its latency histograms.
 
 Metric names and label sets are a contract (dashboards and alerts use them): `metric_names()` lists them
 and a test pins them. Add series freely; never rename or relabel one.
@@ -54,7 +55,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import push_to_gateway, start_http_server
 
 from drsynth import __version__
@@ -70,7 +71,6 @@ TASK_ENV = "DRSYNTH_TASK"
 INSTANCE_ENVS = ("DRSYNTH_INSTANCE", "KFP_POD_NAME")
 JOB = "drsynth"
 AREAS = ("render", "package", "train", "evaluate")
-SERVE_OUTCOMES = ("ok", "invalid_input", "error")
 STEP_INFO_LABELS = ("step", "version")
 
 # Per-image render seconds and per-object upload seconds span milliseconds to minutes.
@@ -255,30 +255,6 @@ class EvaluateMetrics(_StepMetrics):
         )
 
 
-class ServeMetrics:
-    """`drsynth serve`: requests by outcome and images classified, next to KServe's latency histograms."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.requests = Counter(
-            "drsynth_serve_requests",
-            "Inference requests, by model and outcome (ok, invalid_input, error)",
-            ["model", "outcome"],
-            registry=registry,
-        )
-        self.images = Counter(
-            "drsynth_serve_images", "Images classified, by model", ["model"], registry=registry
-        )
-
-    def request(self, model: str, outcome: str, images: int = 0) -> None:
-        """Count one request (outcome: one of SERVE_OUTCOMES) and the images it classified."""
-        if outcome not in SERVE_OUTCOMES:
-            raise ValueError(f"serve outcome must be one of {SERVE_OUTCOMES}, got {outcome!r}")
-        self.requests.labels(model, outcome).inc()
-        if images:
-            self.images.labels(model).inc(images)
-
-
 _AREA_CLASSES: dict[str, type[_StepMetrics]] = {
     "render": RenderMetrics,
     "package": PackageMetrics,
@@ -288,7 +264,6 @@ _AREA_CLASSES: dict[str, type[_StepMetrics]] = {
 _lock = threading.Lock()
 _active: dict[str, list[_StepMetrics]] = {a: [] for a in AREAS}
 _detached: dict[str, _StepMetrics] = {}
-_serve: ServeMetrics | None = None
 _config: dict[str, Any] = {}
 _local_run_id = f"local-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
 
@@ -320,15 +295,6 @@ def train() -> TrainMetrics:
 def evaluate() -> EvaluateMetrics:
     """The evaluate handle of the running step (or a process-wide one nothing exports)."""
     return _current("evaluate")
-
-
-def serve() -> ServeMetrics:
-    """The serving counters, registered once in prometheus_client's default registry (KServe's /metrics)."""
-    global _serve
-    with _lock:
-        if _serve is None:
-            _serve = ServeMetrics(REGISTRY)
-        return _serve
 
 
 def configure(*, pushgateway: str | None = None, port: int | None = None, addr: str | None = None) -> None:
@@ -502,7 +468,6 @@ def metric_names() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Every metric family drsynth exports: name -> (type, label names). Names and labels are stable."""
     names: dict[str, tuple[str, tuple[str, ...]]] = {}
     handles: list[Any] = [cls() for cls in _AREA_CLASSES.values()]
-    handles.append(ServeMetrics(CollectorRegistry(auto_describe=True)))
     for h in handles:
         for value in vars(h).values():
             if isinstance(value, Counter | Gauge | Histogram | Info):
