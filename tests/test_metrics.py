@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
-import urllib.request
 import uuid
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from metrics_helpers import free_port, http_get, samples
+from metrics_helpers import pushgateway as start_pushgateway
 
 from drsynth import metrics
 from drsynth.errors import ConfigError
-
-PUSHGATEWAY_BIN = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 
 # The contract: dashboards and alerts query these names with these labels. Add, never rename.
 EXPECTED_NAMES = {
@@ -57,59 +53,11 @@ EXPECTED_NAMES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read().decode()
-
-
-def _samples(text: str, name: str, **labels: str) -> list[float]:
-    """Values of the samples called `name` whose labels include `labels`."""
-    return [
-        s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    ]
-
-
 @pytest.fixture(scope="module")
 def pushgateway():
     """A real Pushgateway on a free loopback port, for this module's tests."""
-    if not os.path.exists(PUSHGATEWAY_BIN):
-        if os.environ.get("CI"):
-            pytest.fail("prometheus-pushgateway is missing; scripts/setup.sh installs it")
-        pytest.skip("prometheus-pushgateway not installed (apt-get install prometheus-pushgateway)")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [PUSHGATEWAY_BIN, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                _get(f"{url}/-/ready", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the Pushgateway did not start on {url}") from None
-                time.sleep(0.05)
+    with start_pushgateway() as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -138,8 +86,8 @@ def test_push_reaches_a_real_pushgateway_grouped_by_run_and_task(pushgateway, ru
     with metrics.step("render", pushgateway=pushgateway, task="render-shard-3", push_interval_s=0) as m:
         assert metrics.render() is m
         # pushed once on entry: a watcher sees the step running before any image is done
-        text = _get(f"{pushgateway}/metrics")
-        assert _samples(text, "drsynth_step_running", run_id=run_env, task="render-shard-3") == [1.0]
+        text = http_get(f"{pushgateway}/metrics")
+        assert samples(text, "drsynth_step_running", run_id=run_env, task="render-shard-3") == [1.0]
         m.planned.set(4)
         m.images.labels("cat").inc(3)
         m.images.labels("dog").inc()
@@ -149,25 +97,25 @@ def test_push_reaches_a_real_pushgateway_grouped_by_run_and_task(pushgateway, ru
         time.sleep(0.05)  # so the mean rate is finite and positive
     assert metrics.render() is not m  # back to the process-wide handle
 
-    text = _get(f"{pushgateway}/metrics")
+    text = http_get(f"{pushgateway}/metrics")
     group = {"job": "drsynth", "run_id": run_env, "task": "render-shard-3", "instance": "pod-a"}
-    assert _samples(text, "drsynth_render_images_total", **group, **{"class": "cat"}) == [3.0]
-    assert _samples(text, "drsynth_render_images_total", **group, **{"class": "dog"}) == [1.0]
-    assert _samples(text, "drsynth_render_images_planned", **group) == [4.0]
-    assert _samples(text, "drsynth_render_occlusion_retries_total", **group) == [2.0]
-    assert _samples(text, "drsynth_render_failed_subjects_total", **group, **{"class": "dog"}) == [1.0]
-    assert _samples(text, "drsynth_render_image_seconds_count", **group) == [1.0]
-    assert _samples(text, "drsynth_step_running", **group) == [0.0]
-    assert _samples(text, "drsynth_step_info", **group, step="render") == [1.0]
-    (rate,) = _samples(text, "drsynth_render_images_per_second", **group)
-    (duration,) = _samples(text, "drsynth_step_duration_seconds", **group)
+    assert samples(text, "drsynth_render_images_total", **group, **{"class": "cat"}) == [3.0]
+    assert samples(text, "drsynth_render_images_total", **group, **{"class": "dog"}) == [1.0]
+    assert samples(text, "drsynth_render_images_planned", **group) == [4.0]
+    assert samples(text, "drsynth_render_occlusion_retries_total", **group) == [2.0]
+    assert samples(text, "drsynth_render_failed_subjects_total", **group, **{"class": "dog"}) == [1.0]
+    assert samples(text, "drsynth_render_image_seconds_count", **group) == [1.0]
+    assert samples(text, "drsynth_step_running", **group) == [0.0]
+    assert samples(text, "drsynth_step_info", **group, step="render") == [1.0]
+    (rate,) = samples(text, "drsynth_render_images_per_second", **group)
+    (duration,) = samples(text, "drsynth_step_duration_seconds", **group)
     assert rate == pytest.approx(4 / duration)
-    (success,) = _samples(text, "drsynth_step_last_success_time_seconds", **group)
-    (start,) = _samples(text, "drsynth_step_start_time_seconds", **group)
+    (success,) = samples(text, "drsynth_step_last_success_time_seconds", **group)
+    (start,) = samples(text, "drsynth_step_start_time_seconds", **group)
     assert start <= success <= time.time()
     # a step pushes only its own area's series
-    assert not _samples(text, "drsynth_train_epoch", **group)
-    assert _samples(text, "push_failure_time_seconds", **group) == [0.0]
+    assert not samples(text, "drsynth_train_epoch", **group)
+    assert samples(text, "push_failure_time_seconds", **group) == [0.0]
 
 
 def test_periodic_pushes_while_the_step_runs(pushgateway, run_env):
@@ -178,16 +126,16 @@ def test_periodic_pushes_while_the_step_runs(pushgateway, run_env):
         m.observe_gpu_memory("cpu")  # off CUDA: records nothing
         deadline = time.monotonic() + 10
         while True:
-            text = _get(f"{pushgateway}/metrics")
-            if _samples(text, "drsynth_train_accuracy", run_id=run_env, task="train", split="val"):
+            text = http_get(f"{pushgateway}/metrics")
+            if samples(text, "drsynth_train_accuracy", run_id=run_env, task="train", split="val"):
                 break
             assert time.monotonic() < deadline, "no periodic push arrived"
             time.sleep(0.05)
-        assert _samples(text, "drsynth_step_running", run_id=run_env, task="train") == [1.0]
-        assert _samples(text, "drsynth_train_epoch", run_id=run_env, task="train") == [2.0]
-        assert _samples(text, "drsynth_train_loss", run_id=run_env, split="train") == [0.5]
-        assert _samples(text, "drsynth_train_images_total", run_id=run_env) == [64.0]
-        assert not _samples(text, "drsynth_train_gpu_memory_bytes", run_id=run_env)
+        assert samples(text, "drsynth_step_running", run_id=run_env, task="train") == [1.0]
+        assert samples(text, "drsynth_train_epoch", run_id=run_env, task="train") == [2.0]
+        assert samples(text, "drsynth_train_loss", run_id=run_env, split="train") == [0.5]
+        assert samples(text, "drsynth_train_images_total", run_id=run_env) == [64.0]
+        assert not samples(text, "drsynth_train_gpu_memory_bytes", run_id=run_env)
 
 
 def test_a_failing_step_pushes_its_final_state_and_reraises(pushgateway, run_env, monkeypatch):
@@ -196,15 +144,15 @@ def test_a_failing_step_pushes_its_final_state_and_reraises(pushgateway, run_env
     with pytest.raises(RuntimeError, match="store down"), metrics.step("package", push_interval_s=0) as m:
         m.bytes_uploaded.inc(1234)
         raise RuntimeError("store down")
-    text = _get(f"{pushgateway}/metrics")
+    text = http_get(f"{pushgateway}/metrics")
     group = {"run_id": run_env, "task": "package-7", "instance": "pod-a"}
-    assert _samples(text, "drsynth_package_bytes_uploaded_total", **group) == [1234.0]
-    assert _samples(text, "drsynth_step_running", **group) == [0.0]
-    assert _samples(text, "drsynth_step_last_success_time_seconds", **group) == [0.0]
+    assert samples(text, "drsynth_package_bytes_uploaded_total", **group) == [1234.0]
+    assert samples(text, "drsynth_step_running", **group) == [0.0]
+    assert samples(text, "drsynth_step_last_success_time_seconds", **group) == [0.0]
 
 
 def test_unreachable_pushgateway_warns_once_and_the_step_goes_on(run_env, caplog):
-    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     caplog.set_level(logging.WARNING, logger="drsynth.metrics")
     done = []
     with metrics.step("evaluate", pushgateway=dead, push_interval_s=0.02) as m:
@@ -233,13 +181,13 @@ def test_metrics_port_serves_the_step_on_loopback(run_env):
         assert m.port
         m.epoch.set(3)
         m.learning_rate.set(0.01)
-        text = _get(f"http://127.0.0.1:{m.port}/metrics")
-        assert _samples(text, "drsynth_train_epoch") == [3.0]
-        assert _samples(text, "drsynth_train_learning_rate") == [0.01]
-        assert _samples(text, "drsynth_step_running") == [1.0]
-        assert not _samples(text, "drsynth_render_images_planned")
+        text = http_get(f"http://127.0.0.1:{m.port}/metrics")
+        assert samples(text, "drsynth_train_epoch") == [3.0]
+        assert samples(text, "drsynth_train_learning_rate") == [0.01]
+        assert samples(text, "drsynth_step_running") == [1.0]
+        assert not samples(text, "drsynth_render_images_planned")
     with pytest.raises(urllib.error.URLError):
-        _get(f"http://127.0.0.1:{m.port}/metrics", timeout=2)
+        http_get(f"http://127.0.0.1:{m.port}/metrics", timeout=2)
 
 
 def test_metrics_port_from_the_environment_and_a_busy_port_only_warns(run_env, monkeypatch, caplog):
@@ -316,5 +264,5 @@ def test_cli_root_options_configure_later_steps(run_env, pushgateway, monkeypatc
     result = CliRunner().invoke(root, ["--pushgateway", pushgateway, "--metrics-port", "0", "probe"])
     assert result.exit_code == 0, result.output
     assert ports and ports[0]  # served on a free port
-    text = _get(f"{pushgateway}/metrics")
-    assert _samples(text, "drsynth_evaluate_accuracy", run_id=run_env, domain="toon") == [0.5]
+    text = http_get(f"{pushgateway}/metrics")
+    assert samples(text, "drsynth_evaluate_accuracy", run_id=run_env, domain="toon") == [0.5]

@@ -128,7 +128,11 @@ class RenderMetrics(_StepMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.registry
-        self.planned = Gauge("drsynth_render_images_planned", "Images this step is to render", registry=r)
+        self.planned = Gauge(
+            "drsynth_render_images_planned",
+            "Images in this step's index range (done = rendered + skipped)",
+            registry=r,
+        )
         self.images = Counter(
             "drsynth_render_images", "Images rendered and written, by class", ["class"], registry=r
         )
