@@ -266,3 +266,19 @@ def test_cli_root_options_configure_later_steps(run_env, pushgateway, monkeypatc
     assert ports and ports[0]  # served on a free port
     text = http_get(f"{pushgateway}/metrics")
     assert samples(text, "drsynth_evaluate_accuracy", run_id=run_env, domain="toon") == [0.5]
+
+
+@pytest.mark.gpu
+def test_gpu_memory_is_recorded_on_cuda(run_env):
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        pytest.skip("no NVIDIA GPU")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA here")
+    block = torch.empty(1 << 20, dtype=torch.float32, device="cuda")  # 4 MiB
+    with metrics.step("train") as m:
+        m.observe_gpu_memory(block.device)
+    assert m.value("drsynth_train_gpu_memory_bytes", {"kind": "allocated"}) >= 4 << 20
+    assert m.value("drsynth_train_gpu_memory_bytes", {"kind": "max_allocated"}) >= 4 << 20
