@@ -71,3 +71,35 @@ def color_folder(root: Path, plan: dict[str, Sequence[int]], *, size: int = 40) 
         for k, ch in enumerate(channels):
             color_image(CHANNEL_RGB[ch], size=size, seed=k).save(d / f"{k:03d}.jpg", quality=95)
     return root
+
+
+def write_eval(run_dir: Path, model: str, clf, domains: dict[str, list[tuple[int, str]]], *,
+               train_domains: Sequence[str] = (), confusion_png: bool = True) -> Path:
+    """Evaluate `clf` for real on in-memory colour images and write RUN/eval/<model>/metrics.json (+ PNGs).
+
+    domains: name -> list of (colour channel, true class) pairs, so the accuracy is known by construction.
+    """
+    import numpy as np
+
+    from drsynth.evaluate import EvalResults, evaluate_samples, write_results
+
+    results = {}
+    for name, items in domains.items():
+        samples = [(color_image(CHANNEL_RGB[ch], seed=k), cls) for k, (ch, cls) in enumerate(items)]
+        results[name] = evaluate_samples(clf, samples, uri=f"memory:{name}", domain=name)
+    ood = [m.accuracy for n, m in results.items() if n not in train_domains]
+    res = EvalResults(model=str(clf.path), classes=clf.classes, backbone=clf.backbone, providers=clf.providers,
+                      train_domains=list(train_domains), domains=results,
+                      mean_accuracy=float(np.mean([m.accuracy for m in results.values()])),
+                      mean_out_of_domain_accuracy=float(np.mean(ood)) if ood else None)
+    return write_results(res, run_dir / "eval" / model, confusion_png=confusion_png)
+
+
+def mix(n_right: int, n_wrong: int, classes: Sequence[str] = ("cat", "dog")) -> list[tuple[int, str]]:
+    """Images of alternating true classes; the first n_right are classified right, then n_wrong wrong."""
+    out = []
+    for k in range(n_right + n_wrong):
+        ci = k % len(classes)
+        ch = (ci if k < n_right else ci + 1) % min(3, len(classes))  # the colour model has 3 channels
+        out.append((ch, classes[ci]))
+    return out

@@ -99,12 +99,7 @@ def test_empty_samples(model_path):
 # --- folders through drsynth.data.open_domain ------------------------------------------------------------
 
 
-@pytest.fixture
-def need_data():
-    pytest.importorskip("drsynth.data", reason="drsynth.data (datasets issue) not present yet")
-
-
-def test_evaluate_folders_writes_json_and_png(need_data, model_path, tmp_path):
+def test_evaluate_folders_writes_json_and_png(model_path, tmp_path):
     real = color_folder(tmp_path / "real", {"cat": [0, 0, 0, 1], "dog": [1, 1, 1, 1]})
     toon = color_folder(tmp_path / "toon", {"cat": [1, 1], "dog": [1, 1]})
     out = tmp_path / "eval"
@@ -124,7 +119,7 @@ def test_evaluate_folders_writes_json_and_png(need_data, model_path, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_domain_subset_of_model_classes(need_data, model_path, tmp_path):
+def test_domain_subset_of_model_classes(model_path, tmp_path):
     cats_only = color_folder(tmp_path / "cats", {"cat": [0, 0]})
     res = evaluate(model_path, {"cats": str(cats_only)}, progress=False)
     assert res.domains["cats"].accuracy == 1.0
@@ -132,7 +127,7 @@ def test_domain_subset_of_model_classes(need_data, model_path, tmp_path):
     assert res.domains["cats"].confusion == [[2, 0], [0, 0]]
 
 
-def test_unknown_domain_class_is_rejected_or_skipped(need_data, model_path, tmp_path):
+def test_unknown_domain_class_is_rejected_or_skipped(model_path, tmp_path):
     d = color_folder(tmp_path / "d", {"cat": [0], "dog": [1], "horse": [2]})
     with pytest.raises(DatasetError, match=r"\['horse'\].*--only-model-classes"):
         evaluate(model_path, {"d": str(d)}, progress=False)
@@ -144,7 +139,33 @@ def test_unknown_domain_class_is_rejected_or_skipped(need_data, model_path, tmp_
         evaluate(model_path, {"d2": str(d2)}, progress=False, only_model_classes=True)
 
 
-def test_empty_domain_folder(need_data, model_path, tmp_path):
+def test_empty_domain_folder(model_path, tmp_path):
     (tmp_path / "empty" / "cat").mkdir(parents=True)
     with pytest.raises(DatasetError):
         evaluate(model_path, {"e": str(tmp_path / "empty")}, progress=False)
+
+
+def test_evaluate_packaged_dataset_uri(model_path, tmp_path):
+    from drsynth.import_images import import_images
+
+    src = color_folder(tmp_path / "src", {"cat": [0, 0, 1], "dog": [1, 1]})
+    uri = (tmp_path / "ds").as_uri()
+    import_images(src, uri, progress=False, workers=1)
+    res = evaluate(model_path, {"synth": uri}, progress=False)
+    assert res.domains["synth"].n == 5
+    assert res.domains["synth"].confusion == [[2, 1], [0, 2]]
+
+
+def test_cli_evaluate(model_path, tmp_path, capsys):
+    from drsynth.cli import main
+
+    real = color_folder(tmp_path / "real", {"cat": [0, 0], "dog": [1, 0]})
+    main(["evaluate", "--model", str(model_path), "--domain", f"real={real}", "--out", str(tmp_path / "o")])
+    assert "accuracy 75.0%" in capsys.readouterr().out
+    assert (tmp_path / "o" / "metrics.json").is_file()
+    bad = color_folder(tmp_path / "bad", {"cat": [0], "horse": [2]})
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--model", str(model_path), "--domain", f"bad={bad}", "--out", str(tmp_path / "o2")])
+    assert e.value.code == 2
+    assert "horse" in capsys.readouterr().err
+    assert not (tmp_path / "o2" / "metrics.json").exists()

@@ -326,11 +326,11 @@ def evaluate(
     return res
 
 
-def write_results(res: EvalResults, out_dir: str | Path) -> Path:
-    """metrics.json plus one confusion-matrix PNG per domain."""
+def write_results(res: EvalResults, out_dir: str | Path, *, confusion_png: bool = True) -> Path:
+    """metrics.json plus (unless `confusion_png=False`) one confusion-matrix PNG per domain."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, m in res.domains.items():
+    for name, m in res.domains.items() if confusion_png else ():
         png = plot_confusion(m, res.classes, title=f"{Path(res.model).stem} on {name}")
         atomic_write_bytes(out_dir / f"confusion-{name}.png", png)
     path = out_dir / "metrics.json"
