@@ -13,6 +13,9 @@ import pytest
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
+# Fixture plugins other areas reuse: a real SeaweedFS S3 server, tiny render folders and datasets.
+pytest_plugins = ["s3_server", "dataset_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DRSYNTH_SHARED", REPO.parent / "shared"))
 

@@ -184,6 +184,7 @@ def import_images(
     retry: RetryPolicy = DEFAULT_RETRY,
     progress: bool = True,
     work_dir: str | os.PathLike[str] | None = None,
+    card: bool = True,
 ) -> ImportResult:
     """Import `src/<class>/*` images into a committed dataset at `dest` (see the module doc)."""
     from drsynth.package import package
@@ -250,6 +251,7 @@ def import_images(
             progress=progress,
             work_dir=work_dir,
             source_info=source_info,
+            card=card,
         )
     return ImportResult(result, len(jobs) - len(skipped), tuple(skipped), tuple(ignored))
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from drsynth import __version__
+from drsynth import __version__, metrics
 from drsynth.dataset_card import THUMBS_PER_CLASS, Scalar, flatten_record, make_thumbnail, render_card
 from drsynth.errors import DatasetError
 from drsynth.shards import (
@@ -231,9 +231,15 @@ def _build_and_upload(
         remote = store.checksum(name)
         uploaded = remote != written.sha256
         if uploaded:
+            t0 = time.monotonic()
             store.put_file(name, local, sha256=written.sha256, content_type="application/x-tar")
+            m = metrics.package()
+            m.upload_seconds.observe(time.monotonic() - t0)
+            m.shards_uploaded.inc()
+            m.bytes_uploaded.inc(written.size)
     finally:
         local.unlink(missing_ok=True)
+    metrics.package().samples.inc(len(loaded))
     on_bytes(len(loaded), written.size if uploaded else 0)
     entry = ShardEntry(
         name=name,
@@ -272,8 +278,13 @@ def package(
     work_dir: str | os.PathLike[str] | None = None,
     on_shard_done: Callable[[ShardEntry, bool], None] | None = None,
     source_info: dict[str, Any] | None = None,
+    card: bool = True,
 ) -> PackageResult:
-    """Package render folder(s) `src` into a committed dataset at `dest`; see the module doc for the steps."""
+    """Package render folder(s) `src` into a committed dataset at `dest`; see the module doc for the steps.
+
+    `card=False` skips the dataset card (README.md and PNGs, a few seconds of plotting); `on_shard_done`
+    is called with each finished shard and whether it was uploaded (False: already there, resumed).
+    """
     if shard_size < 1:
         raise DatasetError(f"shard_size must be >= 1, got {shard_size}")
     if workers < 1:
@@ -345,11 +356,13 @@ def package(
             **({"render": info_extra} if info_extra else {}),
         },
     )
-    records = [r.records[k] for r in results for k in sorted(r.records)]
-    card = render_card(manifest, uri=store.uri, thumbs=_select_thumbs(results, classes), records=records)
-    for key, data in sorted(card.items()):
-        store.put_bytes(key, data, content_type="text/markdown" if key.endswith(".md") else "image/png")
-    manifest = manifest.model_copy(update={"card": sorted(card)})
+    if card:
+        records = [r.records[k] for r in results for k in sorted(r.records)]
+        files = render_card(manifest, uri=store.uri, thumbs=_select_thumbs(results, classes), records=records)
+        for key, data in sorted(files.items()):
+            store.put_bytes(key, data, content_type="text/markdown" if key.endswith(".md") else "image/png")
+            metrics.package().bytes_uploaded.inc(len(data))
+        manifest = manifest.model_copy(update={"card": sorted(files)})
     store.put_bytes(MANIFEST_NAME, manifest.to_json().encode(), content_type="application/json")
 
     uploaded = [r for r in results if r.uploaded]

@@ -430,6 +430,10 @@ class S3Store(Store):
                     f"{_short(last)}. Is the S3 server at {self.settings.endpoint_url} running and reachable? "
                     f"If the endpoint is wrong, {ENV_HELP}. Re-running resumes where it stopped."
                 ) from last
+            if what == "upload":
+                from drsynth import metrics
+
+                metrics.package().upload_retries.inc()
             time.sleep(delay)
 
     def prepare_for_write(self) -> None:
@@ -564,6 +568,31 @@ def _short(e: BaseException) -> str:
     if "Errno" in text:
         text = text[text.find("[Errno") :].rstrip(")'\"")
     return text[:300]
+
+
+def ping(settings: S3Settings, *, timeout_s: float = 2.0) -> None:
+    """One quick authenticated request (list buckets), no retries; StoreError if the server does not answer."""
+    import urllib3
+    from minio import Minio
+    from minio.error import MinioException
+
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s), retries=urllib3.Retry(total=0)
+    )
+    client = Minio(
+        settings.endpoint,
+        access_key=settings.access_key,
+        secret_key=settings.secret_key,
+        secure=settings.secure,
+        region=settings.region,
+        http_client=http,
+    )
+    try:
+        client.list_buckets()
+    except (MinioException, urllib3.exceptions.HTTPError, OSError) as e:
+        raise StoreError(f"S3 server {settings.endpoint_url} did not answer: {_short(e)}") from e
+    finally:
+        http.clear()
 
 
 # ---------------------------------------------------------------------------------------------- factory

@@ -59,7 +59,10 @@ for _module in (render_cmds, realism_cmds, data_cmds, train_cmds, eval_cmds, ser
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user-facing errors become one line on stderr and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code of a `typer.Exit(n)`.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except DrsynthError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
