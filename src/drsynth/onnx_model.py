@@ -53,7 +53,15 @@ class OnnxClassifier:
     backbone: str
 
     @classmethod
-    def load(cls, path: str | Path, *, providers: list[str] | None = None, threads: int | None = None) -> OnnxClassifier:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+        session_config: dict[str, str] | None = None,
+    ) -> OnnxClassifier:
+        """`session_config`: onnxruntime session config entries, e.g. {"session.intra_op.allow_spinning": "0"}."""
         import onnxruntime as ort
 
         path = Path(path)
@@ -62,6 +70,8 @@ class OnnxClassifier:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        for key, value in (session_config or {}).items():
+            opts.add_session_config_entry(key, value)
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers or available_providers())
         except Exception as e:

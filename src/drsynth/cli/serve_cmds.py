@@ -39,6 +39,11 @@ def serve_cmd(
         50_000_000, "--max-image-pixels", help="largest decoded image, width x height (decompression bombs)"
     ),
     threads: int | None = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: all)"),
+    spin_wait: bool = typer.Option(
+        False,
+        "--spin-wait",
+        help="onnxruntime threads busy-wait between runs (dedicated, idle machines only)",
+    ),
     cpu: bool = typer.Option(False, "--cpu", help="use the CPU even when onnxruntime has CUDA"),
     access_log: bool = typer.Option(False, "--access-log", help="log one line per HTTP request"),
 ) -> None:
@@ -60,6 +65,7 @@ def serve_cmd(
             max_payload_bytes=parse_size(max_payload_bytes),
             max_image_pixels=max_image_pixels,
             threads=threads,
+            spin_wait=spin_wait,
             prefer_gpu=not cpu,
             access_log=access_log,
         )

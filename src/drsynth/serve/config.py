@@ -35,6 +35,11 @@ class ServeConfig(BaseModel):
         50_000_000, ge=64, description="largest decoded image (width x height), against decompression bombs"
     )
     threads: int | None = Field(None, ge=1, le=256, description="onnxruntime intra-op threads (default: all)")
+    spin_wait: bool = Field(
+        False,
+        description="let onnxruntime's threads busy-wait between runs (lower latency on an idle, dedicated "
+        "machine; off by default because spinning threads starve image decoding on a shared CPU)",
+    )
     prefer_gpu: bool = Field(True, description="use CUDAExecutionProvider when onnxruntime has it")
     access_log: bool = Field(False, description="log one line per HTTP request")
 

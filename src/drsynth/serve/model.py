@@ -48,6 +48,7 @@ class OnnxPredictor(kserve.Model):
         max_instances: int = 64,
         max_image_pixels: int = 50_000_000,
         threads: int | None = None,
+        spin_wait: bool = False,
         prefer_gpu: bool = True,
     ):
         super().__init__(name)
@@ -57,6 +58,7 @@ class OnnxPredictor(kserve.Model):
         self.max_instances = max_instances
         self.max_image_pixels = max_image_pixels
         self.threads = threads
+        self.spin_wait = spin_wait
         self.prefer_gpu = prefer_gpu
         self.classifier: OnnxClassifier | None = None
         self.decoder: RequestDecoder | None = None
@@ -66,7 +68,12 @@ class OnnxPredictor(kserve.Model):
 
     def load(self) -> bool:
         wanted = available_providers(prefer_gpu=self.prefer_gpu)
-        clf = OnnxClassifier.load(self.model_path, providers=wanted, threads=self.threads)
+        clf = OnnxClassifier.load(
+            self.model_path,
+            providers=wanted,
+            threads=self.threads,
+            session_config={"session.intra_op.allow_spinning": "1" if self.spin_wait else "0"},
+        )
         got = clf.providers
         # onnxruntime-gpu falls back to CPU without raising (missing CUDA/cuDNN libraries): say so loudly.
         log.info(

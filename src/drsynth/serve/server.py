@@ -272,6 +272,7 @@ def serve(cfg: ServeConfig, *, announce: Callable[[str], None] = print) -> None:
         max_instances=cfg.max_instances,
         max_image_pixels=cfg.max_image_pixels,
         threads=cfg.threads,
+        spin_wait=cfg.spin_wait,
         prefer_gpu=cfg.prefer_gpu,
     )
     try:
