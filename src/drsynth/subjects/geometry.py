@@ -67,7 +67,9 @@ def loft(rings: np.ndarray, *, cap_start: bool = True, cap_end: bool = True) -> 
         uv.append(np.stack([(np.arange(m) + 0.5) / m, np.full(m, v)], -1))
         r = gidx[row]
         poles = base + np.arange(m)
-        faces.append(np.stack([poles, r[1:], r[:-1]], -1) if at_start else np.stack([poles, r[:-1], r[1:]], -1))
+        faces.append(
+            np.stack([poles, r[1:], r[:-1]], -1) if at_start else np.stack([poles, r[:-1], r[1:]], -1)
+        )
         base += m
     verts = np.concatenate(verts)
     faces = np.concatenate(faces)
@@ -81,6 +83,8 @@ def loft(rings: np.ndarray, *, cap_start: bool = True, cap_end: bool = True) -> 
         visual=trimesh.visual.TextureVisuals(uv=np.concatenate(uv)),
         process=False,
     )
+    # The first n x (m + 1) vertices are the UV grid (station-major); texture bakers use this.
+    mesh.metadata["loft_grid"] = (n, m + 1)
     return mesh
 
 

@@ -1,0 +1,795 @@
+"""A parametric, articulated quadruped (cats and dogs) built from smooth lofted parts.
+
+A breed is an `Anatomy` (shape, metres and ratios) plus a `Coat` (colours and pattern, see `coats`). The body
+is a set of rigid parts hung on a small skeleton: torso, neck, head (with eyes, nose and ears), three segments
+per leg and a chain of tail segments. Each part is a smooth loft (superelliptic sections along a path) whose
+rounded ends overlap its neighbours like ball joints, so a pose only moves parts: geometry and the coat
+texture are built once per breed (lazily, on the first `parts()` call) and the renderer caches them by key.
+
+Joints have per-axis limits (`JOINT_LIMITS`); `sample_pose` draws a pose family (stand, walk, sit, sphinx,
+side-lying, play bow) and keeps every joint inside its limits. Frame: +Y up, ground y = 0, facing +X, metres;
++Z is the animal's left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import trimesh
+
+from drsynth.subjects import geometry as geo
+from drsynth.subjects.base import Part, Pose, Subject, SurfaceMaterial
+
+# ---------------------------------------------------------------------------------------------- anatomy
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Shape parameters of one breed. Lengths in metres unless the name says `_ratio` / `_frac`."""
+
+    shoulder_height: float  # ground to withers
+    body_length_ratio: float  # torso length / shoulder height
+    chest_depth_ratio: float  # torso depth at the chest / shoulder height
+    girth_ratio: float  # torso width / torso depth
+    waist_ratio: float  # tuck-up: depth at the waist / chest depth
+    rump_rise: float  # rump height above withers, fraction of shoulder height (cats > 0)
+    leg_thickness: float  # forearm radius / chest depth
+    paw_size: float  # paw radius / forearm radius
+    neck_length_ratio: float  # neck length / shoulder height
+    neck_thickness: float  # neck radius / chest depth
+    neck_angle_deg: float  # neck carriage above horizontal
+    head_length: float  # back of skull to nose tip, metres
+    skull_width_ratio: float  # skull width / head length
+    skull_height_ratio: float  # skull height / skull width
+    muzzle_frac: float  # muzzle length / head length
+    muzzle_width_ratio: float  # muzzle width / skull width
+    muzzle_height_ratio: float  # muzzle height / skull height
+    stop: float  # 0 = flat forehead-to-muzzle line, 1 = pronounced stop
+    cheek: float  # cheek/jowl fullness
+    eye_size: float  # eye radius / skull width
+    eye_spacing: float  # eye half-distance / skull half-width
+    eye_forward: float  # 0 = eyes on the sides, 1 = straight forward
+    ear_length: float  # ear length / head length
+    ear_width: float  # ear base width / ear length
+    ear_floppiness: float  # 0 erect .. 1 hanging
+    ear_tilt_deg: float  # outward tilt of erect ears
+    ear_roundness: float  # 0 pointed tip .. 1 rounded
+    ear_set: float  # 0 = on top of the head, 1 = on the sides
+    tail_length_ratio: float  # tail length / torso length
+    tail_thickness: float  # tail base radius / chest depth
+    tail_carriage_deg: float  # tail base angle above horizontal (negative: hanging)
+    tail_curl_deg: float  # total extra bend along the tail (upwards); 300+ = curled over the back
+    fluff: float  # 0 sleek .. 1 very fluffy (silhouette tufts, thicker)
+    species: Literal["cat", "dog"] = "dog"
+
+    def blend(self, other: Anatomy, t: float) -> Anatomy:
+        """Linear interpolation of every numeric field (t = 0: self, 1: other)."""
+        vals: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            vals[f.name] = a + (b - a) * t if isinstance(a, float) else a
+        return Anatomy(**vals)
+
+    def jitter(self, rng: np.random.Generator, amount: float = 0.06) -> Anatomy:
+        """Small random variation of every numeric field (relative, clipped to stay sane)."""
+        vals: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            a = getattr(self, f.name)
+            if isinstance(a, float):
+                if f.name.endswith("_deg"):
+                    a = a + rng.normal(0.0, 8.0 * amount / 0.06)
+                elif f.name in (
+                    "ear_floppiness",
+                    "stop",
+                    "cheek",
+                    "fluff",
+                    "ear_roundness",
+                    "ear_set",
+                    "eye_forward",
+                ):
+                    a = float(np.clip(a + rng.normal(0.0, amount), 0.0, 1.0))
+                else:
+                    a = a * float(np.exp(rng.normal(0.0, amount)))
+            vals[f.name] = a
+        return Anatomy(**vals)
+
+
+# ---------------------------------------------------------------------------------------------- joints
+
+#: joint -> axis -> (low, high) radians, relative to the breed's rest carriage. Positive pitch turns the
+#: part's forward/down end towards +X-then-up (counter-clockwise seen from the animal's left).
+JOINT_LIMITS: dict[str, tuple[float, float]] = {
+    "body.pitch": (-0.45, 1.05),
+    "body.roll": (-1.5, 1.5),
+    "neck.pitch": (-0.9, 0.7),
+    "neck.yaw": (-0.7, 0.7),
+    "head.pitch": (-0.7, 0.6),
+    "head.yaw": (-0.8, 0.8),
+    "head.roll": (-0.45, 0.45),
+    "ear_l.pitch": (-0.5, 0.35),
+    "ear_r.pitch": (-0.5, 0.35),
+    "ear_l.roll": (-0.35, 0.5),
+    "ear_r.roll": (-0.35, 0.5),
+    **{f"{leg}_shoulder.pitch": (-1.3, 1.5) for leg in ("fl", "fr")},
+    **{f"{leg}_shoulder.roll": (-0.25, 0.35) for leg in ("fl", "fr")},
+    **{f"{leg}_elbow.pitch": (-0.2, 2.4) for leg in ("fl", "fr")},
+    **{f"{leg}_wrist.pitch": (-1.7, 0.4) for leg in ("fl", "fr")},
+    **{f"{leg}_hip.pitch": (-0.9, 1.9) for leg in ("hl", "hr")},
+    **{f"{leg}_hip.roll": (-0.25, 0.45) for leg in ("hl", "hr")},
+    **{f"{leg}_knee.pitch": (-2.6, 0.3) for leg in ("hl", "hr")},
+    **{f"{leg}_hock.pitch": (-0.3, 2.8) for leg in ("hl", "hr")},
+    **{f"tail{i}.pitch": (-0.7, 0.7) for i in range(5)},
+    **{f"tail{i}.yaw": (-0.6, 0.6) for i in range(5)},
+}
+TAIL_SEGMENTS = 5
+POSE_FAMILIES = ("stand", "walk", "sit", "sphinx", "side", "bow")
+
+
+def clip_pose(pose: dict[str, float]) -> dict[str, float]:
+    """Every joint value clipped into its limits (unknown keys are kept: e.g. the pose family)."""
+    out: dict[str, Any] = {}
+    for k, v in pose.items():
+        if k in JOINT_LIMITS:
+            lo, hi = JOINT_LIMITS[k]
+            out[k] = float(min(max(float(v), lo), hi))
+        else:
+            out[k] = v
+    return out
+
+
+def _rot(axis: str, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    m = np.eye(4)
+    if axis == "z":  # pitch
+        m[:2, :2] = [[c, -s], [s, c]]
+    elif axis == "y":  # yaw
+        m[0, 0], m[0, 2], m[2, 0], m[2, 2] = c, s, -s, c
+    else:  # x: roll
+        m[1:3, 1:3] = [[c, -s], [s, c]]
+    return m
+
+
+def _trans(v: np.ndarray) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, 3] = v
+    return m
+
+
+@dataclass
+class Bone:
+    name: str
+    parent: str | None
+    pivot: np.ndarray  # rest position in the subject frame
+    rest_pitch: float = 0.0  # breed carriage (tail curl, ear flop) baked in as a rest rotation
+    rest_roll: float = 0.0
+    rest_yaw: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+@dataclass
+class PartGeom:
+    """One part's rest geometry in its bone frame, plus the loft grid used to map the coat onto it."""
+
+    name: str
+    bone: str
+    mesh: trimesh.Trimesh
+    kind: Literal["fur", "eye", "nose"] = "fur"
+
+
+class QuadrupedModel:
+    """The rest-pose skeleton and part geometry of one breed (no textures; see `coats`)."""
+
+    def __init__(self, a: Anatomy, *, detail: float = 1.0):
+        self.a = a
+        self.detail = detail
+        self.bones: dict[str, Bone] = {}
+        self.parts: list[PartGeom] = []
+        self.keypoints: dict[str, tuple[str, np.ndarray, float]] = {}  # name -> (bone, local point, radius)
+        self._build()
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _seg(self, base: int) -> int:
+        return max(6, int(round(base * self.detail)))
+
+    def _bone(self, name: str, parent: str | None, pivot, **rest) -> Bone:
+        b = Bone(name, parent, np.asarray(pivot, dtype=np.float64), **rest)
+        self.bones[name] = b
+        return b
+
+    def _add(self, name: str, bone: str, mesh_world_rest: trimesh.Trimesh, kind="fur") -> None:
+        """Add a part given in rest subject coordinates; stored relative to its bone's pivot."""
+        mesh = mesh_world_rest.copy()
+        mesh.apply_translation(-self.bones[bone].pivot)
+        self.parts.append(PartGeom(name, bone, mesh, kind))
+
+    # -- construction --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        a = self.a
+        H = a.shoulder_height
+        D = a.chest_depth_ratio * H  # chest depth
+        W = a.girth_ratio * D  # torso width
+        L = a.body_length_ratio * H  # withers to rump
+        fluff = a.fluff
+        self.H, self.D, self.W, self.L = H, D, W, L
+        x_front, x_rear = L / 2, -L / 2
+        top_front = H
+        top_rear = H * (1.0 + a.rump_rise)
+
+        # Root "body" bone at the torso centre; torso part hangs on it.
+        body_c = np.array([0.0, H - 0.5 * D, 0.0])
+        self._bone("body", None, body_c)
+
+        # ---- torso: loft along x (rump -> chest) -----------------------------------------------------
+        n = self._seg(26)
+        t = np.linspace(0.0, 1.0, n)
+        ext_r, ext_f = 0.18 * D, 0.16 * D  # the loft extends past the joints: rounded rump and chest
+        xs = np.linspace(x_rear - ext_r, x_front + ext_f, n)
+        tt = (xs - x_rear) / L  # 0 at rump, 1 at withers
+        top = np.interp(tt, [0, 1], [top_rear, top_front]) - 0.03 * D * np.sin(np.pi * np.clip(tt, 0, 1))
+        # Depth profile: hips, waist tuck-up, deep ribcage, chest.
+        depth = (
+            np.interp(
+                tt,
+                [-0.3, 0.0, 0.2, 0.42, 0.62, 0.82, 1.0, 1.25],
+                [0.55, 0.78, 0.8, a.waist_ratio, 0.93, 1.0, 0.95, 0.6],
+            )
+            * D
+        )
+        width = (
+            np.interp(
+                tt,
+                [-0.3, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0, 1.25],
+                [0.55, 0.86, 0.9, 0.78, 1.0, 0.95, 0.85, 0.55],
+            )
+            * W
+        )
+        rp = geo.rounded_profile(t, 0.16, 0.14)
+        half_h = 0.5 * depth * rp
+        half_w = 0.5 * width * rp
+        path = np.stack([xs, top - 0.5 * depth, np.zeros(n)], -1)
+        segs = self._seg(32)
+        radial = self._tufts(n, segs, fluff, seed=1)
+        torso = geo.sweep(path, half_w, half_h, segments=segs, side=(0, 0, 1), exponent=2.2, radial=radial)
+        self._add("torso", "body", torso)
+        self.torso_path = path
+
+        # ---- neck -----------------------------------------------------------------------------------
+        neck_base = np.array([x_front - 0.1 * D, H - 0.42 * D, 0.0])
+        ang = math.radians(a.neck_angle_deg)
+        neck_len = a.neck_length_ratio * H
+        neck_dir = np.array([math.cos(ang), math.sin(ang), 0.0])
+        neck_end = neck_base + neck_dir * neck_len
+        self._bone("neck", "body", neck_base)
+        nr0 = a.neck_thickness * D * (1 + 0.35 * fluff)
+        nr1 = nr0 * 0.78
+        neck = geo.capsule_along(
+            neck_base, neck_end, nr0, nr1, stations=self._seg(12), segments=self._seg(20)
+        )
+        self._add("neck", "neck", neck)
+
+        # ---- head -----------------------------------------------------------------------------------
+        self._bone("head", "neck", neck_end)
+        self._build_head(neck_end, nr1)
+
+        # ---- legs -----------------------------------------------------------------------------------
+        fr = a.leg_thickness * D  # forearm radius
+        for side, zs in (("l", 1.0), ("r", -1.0)):
+            # Front: shoulder -> elbow -> wrist -> paw (vertical at rest).
+            sh = np.array([x_front - 0.22 * D, H - 0.45 * D, zs * 0.30 * W])
+            leg_len = sh[1]
+            elbow = sh + np.array([-0.05 * D, -0.42 * leg_len, 0.0])
+            wrist = np.array([elbow[0] + 0.03 * D, 0.16 * leg_len, sh[2]])
+            paw_c = np.array([wrist[0] + 0.25 * fr, fr * self.a.paw_size * 0.55, sh[2]])
+            self._leg(
+                f"f{side}", ("shoulder", "elbow", "wrist"), [sh, elbow, wrist, paw_c], fr, upper_scale=1.9
+            )
+            # Hind: hip -> knee (stifle) -> hock -> paw.
+            hip = np.array([x_rear + 0.12 * D, top_rear - 0.42 * D, zs * 0.30 * W])
+            hh = hip[1]
+            knee = hip + np.array([0.22 * hh, -0.40 * hh, 0.0])
+            hock = np.array([knee[0] - 0.30 * hh, 0.26 * hh, hip[2]])
+            paw_h = np.array([hock[0] + 0.06 * hh, fr * self.a.paw_size * 0.55, hip[2]])
+            self._leg(
+                f"h{side}", ("hip", "knee", "hock"), [hip, knee, hock, paw_h], fr * 1.05, upper_scale=2.4
+            )
+
+        # ---- tail -----------------------------------------------------------------------------------
+        tail_base = np.array([x_rear - 0.02 * D, top_rear - 0.18 * D, 0.0])
+        tl = a.tail_length_ratio * L
+        seg_len = tl / TAIL_SEGMENTS
+        tr0 = a.tail_thickness * D * (1 + 0.8 * fluff)
+        parent = "body"
+        pivot = tail_base
+        carriage = math.radians(a.tail_carriage_deg)
+        curl = math.radians(a.tail_curl_deg) / TAIL_SEGMENTS
+        for i in range(TAIL_SEGMENTS):
+            r0 = tr0 * (1.0 - 0.55 * i / TAIL_SEGMENTS)
+            r1 = tr0 * (1.0 - 0.55 * (i + 1) / TAIL_SEGMENTS)
+            if i == TAIL_SEGMENTS - 1:
+                r1 *= 0.6
+            # Rest: pointing straight back (-X); carriage and curl are rest rotations of the bones.
+            rest = carriage if i == 0 else curl
+            b = self._bone(f"tail{i}", parent, pivot, rest_pitch=-rest)
+            end = pivot + np.array([-seg_len, 0.0, 0.0])
+            seg = geo.capsule_along(pivot, end, r0, r1, stations=self._seg(8), segments=self._seg(12))
+            self._add(f"tail{i}", b.name, seg)
+            parent, pivot = b.name, end
+        self.keypoints["tail_tip"] = (parent, np.array([-seg_len, 0.0, 0.0]), tr0 * 0.3)
+
+    def _tufts(self, n: int, m: int, fluff: float, *, seed: int, scale: float = 1.0) -> np.ndarray | None:
+        """Radial jitter that breaks up the silhouette of fluffy coats (deterministic per part)."""
+        if fluff <= 0.05:
+            return None
+        g = np.random.default_rng(seed)
+        r = g.normal(0.0, 1.0, (n, m))
+        # Smooth a little along the path so tufts look like locks, not noise.
+        r = (r + np.roll(r, 1, 0) + np.roll(r, -1, 0)) / 3.0
+        return 1.0 + 0.05 * fluff * scale * r
+
+    def _leg(
+        self, leg: str, joints: tuple[str, str, str], pts: list[np.ndarray], r: float, upper_scale: float
+    ) -> None:
+        a = self.a
+        parent = "body"
+        radii = [
+            (r * upper_scale * (1 + 0.3 * a.fluff), r * 1.15 * (1 + 0.2 * a.fluff)),
+            (r * 1.05, r * 0.85),
+            (r * 0.85, r * a.paw_size * 0.75),
+        ]
+        for k, jn in enumerate(joints):
+            bone = f"{leg}_{jn}"
+            self._bone(bone, parent, pts[k])
+            r0, r1 = radii[k]
+            if k < 2:
+                seg = geo.capsule_along(
+                    pts[k], pts[k + 1], r0, r1, stations=self._seg(10), segments=self._seg(14), side=(1, 0, 0)
+                )
+            else:
+                seg = geo.capsule_along(
+                    pts[k], pts[k + 1], r0, r1, stations=self._seg(8), segments=self._seg(14), side=(1, 0, 0)
+                )
+            self._add(f"{leg}_{jn}", bone, seg)
+            parent = bone
+        # The paw: a flattened ellipsoid ahead of the wrist/hock segment's end.
+        pr = r * a.paw_size
+        paw_c = pts[3]
+        path = np.stack(
+            [
+                np.linspace(paw_c[0] - 0.9 * pr, paw_c[0] + 1.25 * pr, self._seg(10)),
+                np.full(self._seg(10), paw_c[1]),
+                np.full(self._seg(10), paw_c[2]),
+            ],
+            -1,
+        )
+        tt = np.linspace(0, 1, len(path))
+        prof = geo.rounded_profile(tt, 0.45, 0.5)
+        paw = geo.sweep(
+            path,
+            pr * prof,
+            0.55 * pr * prof,
+            segments=self._seg(14),
+            exponent=2.3,
+            offsets=np.stack([np.zeros(len(path)), 0.0 * prof], -1),
+        )
+        self._add(f"{leg}_paw", parent, paw)
+        self.keypoints[f"{leg}_paw"] = (
+            parent,
+            paw_c - self.bones[parent].pivot + np.array([0, -0.55 * pr, 0]),
+            0.0,
+        )
+
+    def _build_head(self, joint: np.ndarray, neck_r: float) -> None:
+        a = self.a
+        HL = a.head_length
+        SW = a.skull_width_ratio * HL
+        SH = a.skull_height_ratio * SW
+        MW = a.muzzle_width_ratio * SW
+        MH = a.muzzle_height_ratio * SH
+        mf = a.muzzle_frac
+        n = self._seg(30)
+        segs = self._seg(32)
+        t = np.linspace(0.0, 1.0, n)
+        # Head axis along +X; the skull centre sits above-forward of the neck joint.
+        x0 = joint[0] - 0.15 * HL
+        xs = x0 + t * HL
+        stop_t = 1.0 - mf
+        blend = 1.0 / (1.0 + np.exp(-(t - stop_t) / 0.045))  # 0 skull -> 1 muzzle
+        hw = (1 - blend) * SW / 2 + blend * MW / 2
+        hh = (1 - blend) * SH / 2 + blend * MH / 2
+        # The muzzle hangs below the skull's axis: its top drops by the stop, its bottom stays near the jaw.
+        cy = joint[1] + 0.35 * SH + blend * (-(SH - MH) * (0.35 + 0.25 * a.stop))
+        # Forehead bulge over the eyes (the stop) and a slight muzzle taper towards the nose.
+        hw = hw * (1 - 0.12 * np.clip((t - stop_t) / max(mf, 1e-3), 0, 1))
+        hh = hh * (1 - 0.10 * np.clip((t - stop_t) / max(mf, 1e-3), 0, 1))
+        prof = geo.rounded_profile(t, 0.28, 0.12)
+        theta = np.linspace(0.0, 2 * np.pi, segs, endpoint=False)
+        ct, st = np.cos(theta), np.sin(theta)
+        radial = np.ones((n, segs))
+        # Cheeks / jowls: bulge on the lower sides around the stop.
+        cheek_t = np.exp(-(((t - (stop_t - 0.05)) / 0.14) ** 2))
+        cheek_a = np.exp(-(((np.abs(ct) - 0.75) / 0.3) ** 2)) * (st < 0.2)
+        radial *= 1 + 0.22 * a.cheek * cheek_t[:, None] * cheek_a[None, :]
+        # Jaw underside flatter, brow on top.
+        brow_t = np.exp(-(((t - (stop_t - 0.08)) / 0.08) ** 2))
+        radial *= 1 + 0.10 * a.stop * brow_t[:, None] * np.clip(st, 0, 1)[None, :] ** 2
+        # Whisker pads: two bumps at the front-lower sides of the muzzle (cats: pronounced).
+        pad_t = np.exp(-(((t - (1.0 - 0.3 * mf)) / 0.1) ** 2))
+        pad_a = np.exp(-(((ct - 0.0) / 0.9) ** 2)) * 0 + np.exp(-(((st + 0.3) / 0.45) ** 2)) * np.abs(ct)
+        radial *= 1 + (0.12 if a.species == "cat" else 0.05) * pad_t[:, None] * pad_a[None, :]
+        path = np.stack([xs, cy, np.full(n, joint[2])], -1)
+        tufts = self._tufts(n, segs, a.fluff * 0.6, seed=2)
+        if tufts is not None:
+            radial = radial * tufts
+        head = geo.sweep(path, hw * prof, hh * prof, segments=segs, exponent=2.2, radial=radial)
+        self._add("head", "head", head)
+        self.head_info = dict(xs=xs, cy=cy, hw=hw * prof, hh=hh * prof, stop_t=stop_t, SW=SW, SH=SH, HL=HL)
+
+        # ---- eyes --------------------------------------------------------------------------------------
+        er = a.eye_size * SW
+        i_e = int(np.argmin(np.abs(t - (stop_t - 0.04))))
+        ex = xs[i_e]
+        for side, zs in (("l", 1.0), ("r", -1.0)):
+            # Place the eye on the skull's surface at the chosen spacing, sunk into it by ~half its radius.
+            ez = zs * a.eye_spacing * hw[i_e] * prof[i_e]
+            frac = min(abs(ez) / max(hw[i_e] * prof[i_e], 1e-6), 0.95)
+            ey = cy[i_e] + hh[i_e] * prof[i_e] * math.sqrt(1 - frac**2) * 0.55
+            centre = np.array([ex + 0.35 * er, ey, ez])
+            outward = np.array([a.eye_forward * 1.0 + 0.25, 0.08, zs * (1.0 - a.eye_forward) + zs * 0.15])
+            outward /= np.linalg.norm(outward)
+            centre = centre + outward * 0.15 * er
+            eye = geo.uv_sphere(er, rows=self._seg(12), cols=self._seg(16), axis="x")
+            eye.apply_transform(_align_x_to(outward))
+            eye.apply_translation(centre)
+            self._add(f"eye_{side}", "head", eye, kind="eye")
+            self.keypoints[f"eye_{side}"] = ("head", centre - self.bones["head"].pivot, er)
+
+        # ---- nose -------------------------------------------------------------------------------------
+        tip = np.array([xs[-1], cy[-1], joint[2]])
+        nw = MW * (0.42 if a.species == "dog" else 0.3)
+        nh = MH * (0.38 if a.species == "dog" else 0.22)
+        nd = nw * 0.55
+        npath = np.stack(
+            [
+                np.linspace(tip[0] - nd * 1.1, tip[0] + 0.1 * nd, 8),
+                np.full(8, tip[1] + 0.12 * MH / 2 + (0.15 * MH if a.species == "dog" else 0.32 * MH) * 0.5),
+                np.zeros(8) + tip[2],
+            ],
+            -1,
+        )
+        nprof = geo.rounded_profile(np.linspace(0, 1, 8), 0.3, 0.55)
+        # Cat noses are triangles pointing down: narrow the lower half.
+        nt = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
+        nrad = (
+            np.ones((8, 16)) * (1 - (0.35 if a.species == "cat" else 0.1) * np.clip(-np.sin(nt), 0, 1))[None]
+        )
+        nose = geo.sweep(npath, nw / 2 * nprof, nh / 2 * nprof, segments=16, exponent=2.6, radial=nrad)
+        self._add("nose", "head", nose, kind="nose")
+
+        # ---- ears -------------------------------------------------------------------------------------
+        el = a.ear_length * HL
+        ew = a.ear_width * el
+        i_a = int(np.argmin(np.abs(t - 0.3 * stop_t)))
+        for side, zs in (("l", 1.0), ("r", -1.0)):
+            # Ear base on the skull: angle from the top towards the side.
+            phi = math.radians(25 + 55 * a.ear_set)
+            bx = xs[i_a]
+            by = cy[i_a] + hh[i_a] * prof[i_a] * math.cos(phi) * 0.92
+            bz = zs * hw[i_a] * prof[i_a] * math.sin(phi) * 0.92
+            base = np.array([bx, by, bz])
+            bone = self._bone(f"ear_{side}", "head", base)
+            del bone
+            ear = self._ear(el, ew, zs)
+            ear.apply_translation(base)
+            self._add(f"ear_{side}", f"ear_{side}", ear)
+
+    def _ear(self, el: float, ew: float, zs: float) -> trimesh.Trimesh:
+        """An ear in the ear-bone frame (base at the origin): a cupped leaf that bends outwards and down
+        with floppiness."""
+        a = self.a
+        n = self._seg(14)
+        m = self._seg(16)
+        t = np.linspace(0.0, 1.0, n)
+        flop = a.ear_floppiness
+        tilt = math.radians(a.ear_tilt_deg)
+        # Bend angle (from vertical, outwards) grows along the ear: erect ears tilt, floppy ears fold over.
+        ang = tilt + flop * (2.6 * np.clip(t * 1.6 - 0.1, 0, 1) ** 0.8)
+        seg = el / (n - 1)
+        y = np.concatenate([[0.0], np.cumsum(np.cos(ang[:-1]) * seg)])
+        z = np.concatenate([[0.0], np.cumsum(np.sin(ang[:-1]) * seg)]) * zs
+        x = -0.1 * el * t  # ears sweep slightly back
+        path = np.stack([x, y, z], -1)
+        # Width: triangular (pointed) to rounded leaf; thickness thin.
+        tip_shape = (
+            (1 - t) ** (1.0 - 0.6 * a.ear_roundness)
+            if a.ear_roundness < 0.9
+            else np.sqrt(np.clip(1 - t**2, 0, 1))
+        )
+        width = ew / 2 * np.maximum(tip_shape, 0.04) * (1 + 0.3 * flop * np.sin(np.pi * t))
+        thick = np.maximum(0.08 * ew * (1 - 0.6 * t), 0.01 * ew) * (1 + 0.5 * a.fluff)
+        theta = np.linspace(0.0, 2 * np.pi, m, endpoint=False)
+        # Cupped: the front face is concave (edges pushed forward).
+        ring_w = width[:, None] * np.cos(theta)[None]
+        ring_h = thick[:, None] * np.sin(theta)[None] - 0.35 * width[:, None] * np.cos(theta)[None] ** 2 * (
+            1 - 0.7 * flop
+        )
+        _, sides, ups = geo.transport_frames(path, side=(1.0, 0.0, 0.0))
+        rings = path[:, None, :] + ring_w[..., None] * sides[:, None, :] + ring_h[..., None] * ups[:, None, :]
+        # Close the base into the head a little.
+        rings[0] = path[0] + 0.6 * (rings[0] - path[0]) - np.array([0, 0.15 * el, 0])
+        return geo.loft(rings)
+
+    # -- pose ------------------------------------------------------------------------------------------
+    def bone_transforms(self, pose: dict[str, float]) -> dict[str, np.ndarray]:
+        """World (subject-frame) 4x4 transform of every bone for a pose (joint values are added to rest)."""
+        out: dict[str, np.ndarray] = {}
+        for name, b in self.bones.items():  # parents are created before children
+            p = pose.get
+            r = _rot("y", b.rest_yaw + p(f"{name}.yaw", 0.0))
+            r = r @ _rot("z", b.rest_pitch + p(f"{name}.pitch", 0.0))
+            r = r @ _rot("x", b.rest_roll + p(f"{name}.roll", 0.0))
+            if b.parent is None:
+                out[name] = _trans(b.pivot) @ r
+            else:
+                out[name] = out[b.parent] @ _trans(b.pivot - self.bones[b.parent].pivot) @ r
+        return out
+
+    def keypoint_heights(self, pose: dict[str, float]) -> dict[str, float]:
+        tf = self.bone_transforms(pose)
+        return {
+            k: float((tf[bone] @ np.append(pt, 1.0))[1] - r) for k, (bone, pt, r) in self.keypoints.items()
+        }
+
+    def lowest_y(self, pose: dict[str, float], names: list[str] | None = None) -> float:
+        """Lowest point of the posed parts (all, or the named ones), from each part's bounding box corners."""
+        tf = self.bone_transforms(pose)
+        lo = np.inf
+        for pg in self.parts:
+            if names is not None and pg.name not in names:
+                continue
+            c = trimesh.bounds.corners(pg.mesh.bounds)
+            y = (c @ tf[pg.bone][:3, :3].T + tf[pg.bone][:3, 3])[:, 1].min()
+            lo = min(lo, y)
+        return float(lo)
+
+
+def _align_x_to(d: np.ndarray) -> np.ndarray:
+    """Rotation (4x4) taking +X to the unit vector d."""
+    x = np.array([1.0, 0.0, 0.0])
+    d = d / np.linalg.norm(d)
+    v = np.cross(x, d)
+    s = np.linalg.norm(v)
+    c = float(np.dot(x, d))
+    m = np.eye(4)
+    if s < 1e-9:
+        if c < 0:
+            m[:3, :3] = np.diag([-1.0, -1.0, 1.0])
+        return m
+    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    m[:3, :3] = np.eye(3) + vx + vx @ vx * ((1 - c) / s**2)
+    return m
+
+
+# ---------------------------------------------------------------------------------------------- poses
+
+
+def _legs(pose: dict[str, float], leg: str, a: float, b: float, c: float, roll: float = 0.0) -> None:
+    j = ("shoulder", "elbow", "wrist") if leg[0] == "f" else ("hip", "knee", "hock")
+    pose[f"{leg}_{j[0]}.pitch"] = a
+    pose[f"{leg}_{j[1]}.pitch"] = b
+    pose[f"{leg}_{j[2]}.pitch"] = c
+    if roll:
+        pose[f"{leg}_{j[0]}.roll"] = roll
+
+
+def sample_quadruped_pose(
+    model: QuadrupedModel, rng: np.random.Generator, family: str | None = None
+) -> dict[str, Any]:
+    """A plausible random pose within the joint limits. `family` forces one of POSE_FAMILIES."""
+    cat = model.a.species == "cat"
+    if family is None:
+        weights = [0.26, 0.16, 0.26, 0.18, 0.08, 0.06] if cat else [0.34, 0.2, 0.24, 0.12, 0.04, 0.06]
+        family = str(rng.choice(POSE_FAMILIES, p=np.array(weights) / sum(weights)))
+    pose: dict[str, Any] = {}
+    u = rng.uniform
+
+    if family == "stand":
+        p = u(-0.06, 0.06)
+        pose["body.pitch"] = p
+        for leg in ("fl", "fr"):
+            _legs(pose, leg, -p + u(-0.12, 0.12), u(0.0, 0.1), u(-0.1, 0.05), u(-0.03, 0.08))
+        for leg in ("hl", "hr"):
+            _legs(pose, leg, -p + u(-0.15, 0.15), u(-0.15, 0.1), u(-0.1, 0.15), u(-0.03, 0.08))
+    elif family == "walk":
+        ph = u(0, 2 * np.pi)
+        amp = u(0.25, 0.45)
+        pose["body.pitch"] = u(-0.04, 0.04)
+        for leg, off in (("fl", 0.0), ("hr", 0.0), ("fr", np.pi), ("hl", np.pi)):
+            s = math.sin(ph + off)
+            lift = max(0.0, math.cos(ph + off))
+            if leg[0] == "f":
+                _legs(pose, leg, amp * s, 0.6 * lift, -1.1 * lift)
+            else:
+                _legs(pose, leg, amp * s, -0.7 * lift, 0.7 * lift)
+    elif family == "sit":
+        for leg in ("hl", "hr"):
+            _legs(pose, leg, u(1.2, 1.6), u(-2.5, -2.1), u(1.9, 2.5), u(0.05, 0.3))
+        spread = u(-0.1, 0.15)
+
+        def build(pitch: float) -> dict[str, Any]:
+            q = dict(pose)
+            q["body.pitch"] = pitch
+            for leg in ("fl", "fr"):
+                _legs(q, leg, -pitch + spread, 0.0, 0.0)
+            return q
+
+        pose = _solve_pitch(model, build, ("fl_paw", "fr_paw"), lo=0.2, hi=1.05)
+    elif family == "sphinx":
+        pose["body.pitch"] = u(-0.05, 0.05)
+        for leg in ("fl", "fr"):
+            _legs(pose, leg, u(-0.9, -0.6), u(1.9, 2.35), u(-0.3, 0.2))
+        for leg in ("hl", "hr"):
+            _legs(pose, leg, u(1.2, 1.5), u(-2.6, -2.3), u(2.2, 2.7), u(0.2, 0.4))
+    elif family == "side":
+        r = float(rng.choice([-1.0, 1.0])) * u(1.2, 1.45)
+        pose["body.roll"] = r
+        for leg in ("fl", "fr"):
+            _legs(pose, leg, u(-0.2, 0.8), u(0.0, 1.2), u(-0.8, 0.0))
+        for leg in ("hl", "hr"):
+            _legs(pose, leg, u(-0.3, 0.7), u(-1.0, 0.0), u(0.0, 0.8))
+        pose["neck.yaw"] = 0.0
+    elif family == "bow":
+        pr = u(0.9, 1.3)
+
+        def build(pitch: float) -> dict[str, Any]:
+            q = dict(pose)
+            q["body.pitch"] = pitch
+            for leg in ("fl", "fr"):
+                _legs(q, leg, pr, u_el, -0.2)
+            for leg in ("hl", "hr"):
+                _legs(q, leg, -pitch, 0.0, 0.0)
+            return q
+
+        u_el = u(0.6, 1.0)
+        pose = _solve_pitch(model, build, ("fl_paw", "fr_paw"), lo=-0.45, hi=0.0)
+        pose["tail0.pitch"] = u(-0.6, -0.2)
+    else:
+        raise ValueError(f"unknown pose family {family!r}; known: {POSE_FAMILIES}")
+
+    # Looking around: neck and head, everywhere.
+    pose["neck.pitch"] = pose.get("neck.pitch", 0.0) + u(-0.35, 0.3) - 0.5 * pose.get("body.pitch", 0.0)
+    pose["neck.yaw"] = pose.get("neck.yaw", 0.0) + u(-0.45, 0.45)
+    pose["head.pitch"] = u(-0.35, 0.35) - 0.3 * pose.get("body.pitch", 0.0)
+    pose["head.yaw"] = u(-0.6, 0.6)
+    pose["head.roll"] = u(-0.25, 0.25)
+    if pose.get("body.roll"):
+        pose["head.roll"] = -0.6 * pose["body.roll"]
+    for s in ("l", "r"):
+        pose[f"ear_{s}.pitch"] = u(-0.3, 0.25)
+        pose[f"ear_{s}.roll"] = u(-0.2, 0.35)
+    # Tail: a random wag/curve on top of the breed's carriage.
+    wag = u(-0.25, 0.25)
+    lift = u(-0.25, 0.25)
+    for i in range(TAIL_SEGMENTS):
+        pose[f"tail{i}.pitch"] = pose.get(f"tail{i}.pitch", 0.0) + lift / (i + 1) + u(-0.12, 0.12)
+        pose[f"tail{i}.yaw"] = wag + u(-0.15, 0.15)
+    pose = clip_pose(pose)
+    _lift_tail(model, pose)
+    pose["family"] = family
+    return pose
+
+
+def _solve_pitch(
+    model: QuadrupedModel, build, front: tuple[str, ...], lo: float, hi: float
+) -> dict[str, Any]:
+    """Bisect the body pitch so the front paws touch the ground at the same height as the rest of the body."""
+
+    def gap(p: float) -> float:
+        q = clip_pose(build(p))
+        kh = model.keypoint_heights(q)
+        front_y = min(kh[k] for k in front)
+        rest = [pg.name for pg in model.parts if not pg.name.startswith(("fl_", "fr_", "tail"))]
+        rest_y = model.lowest_y(q, rest)
+        return front_y - rest_y
+
+    g_lo, g_hi = gap(lo), gap(hi)
+    if g_lo * g_hi > 0:
+        return clip_pose(build(lo if abs(g_lo) < abs(g_hi) else hi))
+    for _ in range(20):
+        mid = 0.5 * (lo + hi)
+        g = gap(mid)
+        if (g < 0) == (g_lo < 0):
+            lo, g_lo = mid, g
+        else:
+            hi = mid
+    return clip_pose(build(0.5 * (lo + hi)))
+
+
+def _lift_tail(model: QuadrupedModel, pose: dict[str, Any]) -> None:
+    """Raise the tail (within its limits) when it would poke below the feet, which would lift the whole
+    animal off the ground when the renderer re-grounds it. Tail bones point backwards, so a negative pitch
+    raises their far end."""
+    body_parts = [pg.name for pg in model.parts if not pg.name.startswith("tail")]
+    floor = model.lowest_y(pose, body_parts)
+    tail_parts = [f"tail{i}" for i in range(TAIL_SEGMENTS)]
+    for _ in range(12):
+        if model.lowest_y(pose, tail_parts) >= floor - 1e-3:
+            return
+        for i in range(TAIL_SEGMENTS):
+            k = f"tail{i}.pitch"
+            pose[k] = float(max(pose.get(k, 0.0) - 0.12, JOINT_LIMITS[k][0]))
+
+
+# ---------------------------------------------------------------------------------------------- subject
+
+
+class QuadrupedSubject(Subject):
+    """A procedural cat or dog of one breed. Geometry and coat are built lazily and cached."""
+
+    source = "procedural"
+
+    def __init__(
+        self, *, class_name: str, breed: str, anatomy: Anatomy, coat, seed: int, id_suffix: str | None = None
+    ):
+        self.class_name = class_name
+        self.breed = breed
+        self.id = f"{class_name}/procedural/{id_suffix or breed}"
+        self.anatomy = anatomy
+        self.coat = coat
+        self.seed = int(seed)
+        self._model: QuadrupedModel | None = None
+        self._materials: dict[str, SurfaceMaterial] | None = None
+        self._meshes: dict[str, trimesh.Trimesh] | None = None
+        self._lock = threading.Lock()
+
+    # The model is cached per subject; building costs tens of milliseconds.
+    @property
+    def model(self) -> QuadrupedModel:
+        if self._model is None:
+            self._model = QuadrupedModel(self.anatomy)
+        return self._model
+
+    def _ensure_built(self) -> None:
+        with self._lock:
+            if self._meshes is not None:
+                return
+            from drsynth.subjects.coats import paint_coat
+
+            model = self.model
+            meshes, materials = paint_coat(model, self.coat, key=self.id, seed=self.seed)
+            self._meshes, self._materials = meshes, materials
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["pattern"] = self.coat.pattern
+        return d
+
+    def default_pose(self) -> Pose:
+        return {"family": "default"}
+
+    def sample_pose(self, rng: np.random.Generator) -> Pose:
+        return sample_quadruped_pose(self.model, rng)
+
+    def parts(self, pose: Pose) -> list[Part]:
+        self._ensure_built()
+        assert self._meshes is not None and self._materials is not None
+        model = self.model
+        tf = model.bone_transforms({k: float(v) for k, v in pose.items() if k in JOINT_LIMITS})
+        out = []
+        for pg in model.parts:
+            out.append(
+                Part(
+                    key=f"{self.id}#{pg.name}",
+                    mesh=self._meshes[pg.name],
+                    transform=tf[pg.bone],
+                    material=self._materials[pg.kind],
+                    texturable=pg.kind == "fur",
+                )
+            )
+        return out
