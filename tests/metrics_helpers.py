@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 5.0) -> str:
+def http_get(url: str, timeout: float = 15.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.read().decode()
 
@@ -49,30 +50,31 @@ def debian_binary(name: str, package: str, *, required_in_ci: bool = True) -> st
 @contextlib.contextmanager
 def serving_process(args: list[str], ready_url: str, what: str, timeout_s: float = 20) -> Iterator[None]:
     """Start a server process, wait until `ready_url` answers, stop it by PID afterwards."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                http_get(ready_url, timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-                    raise RuntimeError(f"{what} exited with {proc.returncode}: {err}") from None
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{what} did not become ready at {ready_url}") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        proc.terminate()
+    # its log goes to a file: a pipe nobody reads fills up and blocks the server
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    http_get(ready_url, timeout=1)
+                    break
+                except OSError:
+                    if proc.poll() is not None:
+                        log.seek(0)
+                        tail = log.read().decode(errors="replace")[-2000:]
+                        raise RuntimeError(f"{what} exited with {proc.returncode}: {tail}") from None
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{what} did not become ready at {ready_url}") from None
+                    time.sleep(0.05)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @contextlib.contextmanager
@@ -81,5 +83,9 @@ def pushgateway() -> Iterator[str]:
     binary = debian_binary("prometheus-pushgateway", "prometheus-pushgateway")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with serving_process([binary, f"--web.listen-address=127.0.0.1:{port}"], f"{url}/-/ready", "Pushgateway"):
+    with serving_process(
+        [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+        f"{url}/-/ready",
+        "Pushgateway",
+    ):
         yield url

@@ -83,7 +83,9 @@ def test_metric_names_and_labels_are_stable():
 
 
 def test_push_reaches_a_real_pushgateway_grouped_by_run_and_task(pushgateway, run_env):
-    with metrics.step("render", pushgateway=pushgateway, task="render-shard-3", push_interval_s=0) as m:
+    with metrics.step(
+        "render", pushgateway=pushgateway, task="render-shard-3", push_interval_s=0, timeout_s=15
+    ) as m:
         assert metrics.render() is m
         # pushed once on entry: a watcher sees the step running before any image is done
         text = http_get(f"{pushgateway}/metrics")
@@ -119,7 +121,7 @@ def test_push_reaches_a_real_pushgateway_grouped_by_run_and_task(pushgateway, ru
 
 
 def test_periodic_pushes_while_the_step_runs(pushgateway, run_env):
-    with metrics.step("train", pushgateway=pushgateway, push_interval_s=0.1) as m:
+    with metrics.step("train", pushgateway=pushgateway, push_interval_s=0.1, timeout_s=15) as m:
         m.observe_epoch(2, "train", loss=0.5, accuracy=0.75)
         m.observe_epoch(2, "val", loss=0.7, accuracy=0.5)
         m.images.inc(64)
@@ -141,7 +143,10 @@ def test_periodic_pushes_while_the_step_runs(pushgateway, run_env):
 def test_a_failing_step_pushes_its_final_state_and_reraises(pushgateway, run_env, monkeypatch):
     monkeypatch.setenv("PROMETHEUS_PUSHGATEWAY", pushgateway)  # the environment alone turns pushing on
     monkeypatch.setenv("DRSYNTH_TASK", "package-7")
-    with pytest.raises(RuntimeError, match="store down"), metrics.step("package", push_interval_s=0) as m:
+    with (
+        pytest.raises(RuntimeError, match="store down"),
+        metrics.step("package", push_interval_s=0, timeout_s=15) as m,
+    ):
         m.bytes_uploaded.inc(1234)
         raise RuntimeError("store down")
     text = http_get(f"{pushgateway}/metrics")
@@ -255,7 +260,7 @@ def test_cli_root_options_configure_later_steps(run_env, pushgateway, monkeypatc
     ports = []
 
     def probe() -> None:  # stands in for any step command: it only opens a step
-        with metrics.step("evaluate", push_interval_s=0) as m:
+        with metrics.step("evaluate", push_interval_s=0, timeout_s=15) as m:
             m.accuracy.labels("toon").set(0.5)
             ports.append(m.port)
 

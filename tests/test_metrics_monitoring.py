@@ -261,26 +261,28 @@ def test_prometheus_scrapes_pushgateway_and_pods_and_dashboard_queries_find_the_
     with start_pushgateway() as gateway, metrics.step("evaluate", port=0, addr="127.0.0.1") as pulled:
         pulled.accuracy.labels("pulled").set(0.25)
         # one finished step of every area in the gateway, as a pipeline run leaves them
-        with metrics.step("render", pushgateway=gateway, task="render-0", push_interval_s=0) as m:
+        with metrics.step(
+            "render", pushgateway=gateway, task="render-0", push_interval_s=0, timeout_s=15
+        ) as m:
             m.planned.set(8)
             m.images.labels("cat").inc(6)
             m.skipped.inc(2)
             m.image_seconds.observe(0.03)
             m.occlusion_retries.inc()
             m.failed_subjects.labels("cat").inc()
-        with metrics.step("package", pushgateway=gateway, push_interval_s=0) as m:
+        with metrics.step("package", pushgateway=gateway, push_interval_s=0, timeout_s=15) as m:
             m.samples.inc(8)
             m.shards_uploaded.inc()
             m.bytes_uploaded.inc(4096)
             m.upload_seconds.observe(0.2)
-        with metrics.step("train", pushgateway=gateway, push_interval_s=0) as m:
+        with metrics.step("train", pushgateway=gateway, push_interval_s=0, timeout_s=15) as m:
             m.epochs_planned.set(2)
             m.observe_epoch(1, "train", loss=0.9, accuracy=0.6)
             m.observe_epoch(1, "val", loss=1.1, accuracy=0.5)
             m.learning_rate.set(0.001)
             m.images.inc(32)
             m.gpu_memory_bytes.labels("allocated").set(1e9)  # as observe_gpu_memory would on CUDA
-        with metrics.step("evaluate", pushgateway=gateway, push_interval_s=0) as m:
+        with metrics.step("evaluate", pushgateway=gateway, push_interval_s=0, timeout_s=15) as m:
             m.accuracy.labels("real").set(0.7)
             m.images.labels("real").inc(40)
 
