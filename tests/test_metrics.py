@@ -73,7 +73,8 @@ def run_env(monkeypatch):
         "KFP_RUN_ID",
         "KFP_POD_NAME",
     ):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")  # records the original, so what a test sets (configure()) is undone
+        monkeypatch.delenv(var)
     monkeypatch.setattr(metrics, "_config", {})
     return rid
 
@@ -271,6 +272,10 @@ def test_cli_root_options_configure_later_steps(run_env, pushgateway, monkeypatc
     assert ports and ports[0]  # served on a free port
     text = http_get(f"{pushgateway}/metrics")
     assert samples(text, "drsynth_evaluate_accuracy", run_id=run_env, domain="toon") == [0.5]
+    # child processes inherit the gateway and the run id; the port stays this process's own
+    assert os.environ["PROMETHEUS_PUSHGATEWAY"] == pushgateway
+    assert os.environ["DRSYNTH_RUN_ID"] == run_env
+    assert "DRSYNTH_METRICS_PORT" not in os.environ
 
 
 @pytest.mark.gpu

@@ -302,10 +302,18 @@ def evaluate() -> EvaluateMetrics:
 
 
 def configure(*, pushgateway: str | None = None, port: int | None = None, addr: str | None = None) -> None:
-    """Process-wide export defaults for later steps (the CLI's root options call this)."""
+    """Process-wide export defaults for later steps (the CLI's root options call this).
+
+    A Pushgateway is also put in the environment, with this process's run id, so that steps run in child
+    processes (e.g. `drsynth run`'s local pipeline) push too, grouped under the same run. A port is not:
+    children would compete for it.
+    """
     for key, value in (("pushgateway", pushgateway), ("port", port), ("addr", addr)):
         if value is not None:
             _config[key] = value
+    if pushgateway:
+        os.environ[PUSHGATEWAY_ENV] = pushgateway
+        os.environ.setdefault(RUN_ID_ENVS[0], run_id())
 
 
 def run_id() -> str:
