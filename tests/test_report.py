@@ -99,3 +99,12 @@ def test_empty_run_says_what_is_missing(tmp_path):
     assert "Not in this run" in html and "studies/architecture" in html
     with pytest.raises(ConfigError, match="run folder not found"):
         build_report(tmp_path / "nope")
+
+
+def test_cli_report(built, capsys):
+    from drsynth.cli import main
+
+    run, _ = built
+    main(["report", "--run", str(run), "--title", "CLI report"])
+    assert "report.html" in capsys.readouterr().out
+    assert "<title>CLI report</title>" in (run / "report.html").read_text()

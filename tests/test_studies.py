@@ -43,7 +43,7 @@ def test_plans_cover_every_condition():
     assert abl.primary_domain == "synthetic" and abl.notes  # says no real photos
     by_name = {d.name: d for d in abl.datasets}
     assert by_name["synth-no-occluders"].disabled == ["occluders"]
-    assert by_name["synth-textured-subject"].overrides == {"subject_texture.enabled": True}
+    assert by_name["synth-textured-subject"].enabled == ["subject_texture"]
 
     tr = plan_study("transfer", cfg, ["real", "synthetic", "toon"])
     assert {(s.group, s.domain) for s in tr.series} == {

@@ -43,17 +43,17 @@ ARCHITECTURE_VARIANTS: dict[str, tuple[str, float, bool]] = {
 }
 CONTROL_VARIANT = "dropout-0.3"
 
-# Fig. 4: condition -> (label, randomizers disabled, scenario overrides). Randomizer names are the scenario's
-# (drsynth.config); "textured-subject" switches the subject-texture randomizer on (it is off by default).
-ABLATIONS: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
-    "control": ("control (all randomizers)", (), {}),
-    "no-occluders": ("no occluders", ("occluders",), {}),
-    "no-textures": ("no textures", ("materials",), {}),
-    "no-lighting": ("no lighting randomization", ("lighting",), {}),
-    "no-skies": ("no skies", ("sky",), {}),
-    "default-pose": ("default pose", ("pose",), {}),
-    "single-breed": ("single breed per class", ("subject",), {}),
-    "textured-subject": ("textured subject", (), {"subject_texture.enabled": True}),
+# Fig. 4: condition -> (label, randomizers disabled, randomizers enabled); names are drsynth.config's
+# RANDOMIZER_NAMES. "textured-subject" switches the subject-texture randomizer on (it is off by default).
+ABLATIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "control": ("control (all randomizers)", (), ()),
+    "no-occluders": ("no occluders", ("occluders",), ()),
+    "no-textures": ("no textures", ("materials",), ()),
+    "no-lighting": ("no lighting randomization", ("lighting",), ()),
+    "no-skies": ("no skies", ("sky",), ()),
+    "default-pose": ("default pose", ("pose",), ()),
+    "single-breed": ("single breed per class", ("subject",), ()),
+    "textured-subject": ("textured subject", (), ("subject_texture",)),
 }
 
 # Fig. 8
@@ -121,7 +121,7 @@ class DatasetSpec(BaseModel):
     source: Literal["render", "real"]
     scenario: str | None = None
     disabled: list[str] = Field(default_factory=list)
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    enabled: list[str] = Field(default_factory=list)
     images_per_class: int = 0
     seed: int = 0
     image_size: int = 256
@@ -187,9 +187,9 @@ def _model(cfg: StudyConfig, dataset: str, variant: str, seed: int, *, train_dom
 
 
 def _render_ds(cfg: StudyConfig, name: str, *, scenario: str | None = None, disabled: Sequence[str] = (),
-               overrides: dict[str, Any] | None = None) -> DatasetSpec:
+               enabled: Sequence[str] = ()) -> DatasetSpec:
     return DatasetSpec(name=name, source="render", scenario=scenario or cfg.scenario, disabled=list(disabled),
-                       overrides=dict(overrides or {}), images_per_class=cfg.images_per_class,
+                       enabled=list(enabled), images_per_class=cfg.images_per_class,
                        seed=cfg.render_seed, image_size=cfg.render_size)
 
 
@@ -247,9 +247,9 @@ def plan_study(study: str, cfg: StudyConfig, domains: Sequence[str]) -> StudyPla
             notes.append("no toon domain: give --toon DIR or render one (style: toon)")
     elif study == "ablation":
         for cond in cfg.ablations:
-            label, disabled, overrides = ABLATIONS[cond]
+            label, disabled, enabled = ABLATIONS[cond]
             ds = f"synth-{cond}"
-            datasets[ds] = _render_ds(cfg, ds, disabled=disabled, overrides=overrides)
+            datasets[ds] = _render_ds(cfg, ds, disabled=disabled, enabled=enabled)
             names = []
             for seed in seeds:
                 m = _model(cfg, ds, CONTROL_VARIANT, seed, train_domain="synthetic", dropout=0.3, unfreeze=False,

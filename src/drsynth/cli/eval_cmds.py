@@ -13,6 +13,8 @@ console = Console()
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     app.command("evaluate")(evaluate_cmd)
+    app.command("explain")(explain_cmd)
+    app.command("report")(report_cmd)
 
 
 def evaluate_cmd(
@@ -46,3 +48,34 @@ def evaluate_cmd(
     for note in res.notes:
         console.print(f"  [yellow]note:[/] {note}")
     console.print(f"wrote {out / 'metrics.json'}")
+
+
+def explain_cmd(
+    domain: list[str] = typer.Option(..., "--domain", help="NAME=URI_OR_FOLDER; repeat for several domains"),
+    out: Path = typer.Option(..., "--out", help="folder for <domain>.png grids and index.json"),
+    model: Path | None = typer.Option(None, "--model", help="model.onnx: occlusion sensitivity (model-agnostic)"),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="checkpoint folder: GradCAM"),
+    k: int = typer.Option(4, "--k", min=1, help="first K images of each class and domain"),
+    target: str = typer.Option("true", "--target", help="heat for: true (the image's class), pred, or a class name"),
+    patch: int | None = typer.Option(None, "--patch", min=1, help="occlusion square, pixels (default side/7)"),
+    stride: int | None = typer.Option(None, "--stride", min=1, help="occlusion step, pixels (default patch/2)"),
+) -> None:
+    """GradCAM and occlusion-sensitivity heatmaps for the first K images per class (the paper's Fig. 5)."""
+    from drsynth.evaluate import parse_domains
+    from drsynth.explain import explain
+
+    index = explain(parse_domains(domain), out, onnx_model=model, checkpoint=checkpoint, k=k, target=target,
+                    patch=patch, stride=stride)
+    for name, d in index["domains"].items():
+        console.print(f"  {name}: {len(d['images'])} images, {d['correct']} predicted right -> {out / d['png']}")
+
+
+def report_cmd(
+    run: Path = typer.Option(..., "--run", help="the run folder (drsynth run / drsynth study --out)"),
+    title: str | None = typer.Option(None, "--title", help="page title"),
+) -> None:
+    """Build RUN/report.html (self-contained) and RUN/report.md from a run folder."""
+    from drsynth.report import build_report
+
+    html_path, md_path = build_report(run, title=title)
+    console.print(f"wrote {html_path} and {md_path}")
