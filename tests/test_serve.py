@@ -70,6 +70,7 @@ def test_init_stores_only_and_load_makes_ready(model_path, caplog):
         assert p.load() is True
     assert p.ready and p.classes == CLASSES
     assert "CPUExecutionProvider" in caplog.text  # what the session really runs on is logged
+    assert p.max_batch == 1  # auto: no batching on CPU (measured no faster), 32 on CUDA
 
 
 def test_load_missing_model_is_a_clear_error(tmp_path):

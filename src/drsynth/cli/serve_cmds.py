@@ -23,8 +23,10 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0: every interface)"),
     port: int = typer.Option(8080, "--port", help="TCP port; 0 picks a free one and prints it"),
     name: str = typer.Option("model", "--name", help="model name in the URLs (/v1/models/NAME:predict)"),
-    max_batch: int = typer.Option(
-        32, "--max-batch", help="most instances coalesced into one onnxruntime run"
+    max_batch: int | None = typer.Option(
+        None,
+        "--max-batch",
+        help="most instances coalesced into one onnxruntime run (default: 32 on CUDA, 1 on CPU)",
     ),
     batch_wait_ms: float = typer.Option(
         0.0,

@@ -25,7 +25,12 @@ class ServeConfig(BaseModel):
     )
     host: str = Field("127.0.0.1", min_length=1, description="address to bind; loopback unless you mean it")
     port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free one (printed at start)")
-    max_batch: int = Field(32, ge=1, le=1024, description="most instances one onnxruntime run takes")
+    max_batch: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="most instances one onnxruntime run takes; None: 32 on CUDA, 1 on CPU (see docs/serving.md)",
+    )
     batch_wait_ms: float = Field(
         0.0, ge=0.0, le=1000.0, description="how long the batcher waits for more requests before a run"
     )

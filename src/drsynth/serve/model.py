@@ -25,6 +25,7 @@ from drsynth.serve.batcher import MicroBatcher
 from drsynth.serve.decode import DecodedRequest, RequestDecoder
 
 log = logging.getLogger("drsynth.serve")
+DEFAULT_GPU_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class OnnxPredictor(kserve.Model):
         name: str,
         model_path: str | Path,
         *,
-        max_batch: int = 32,
+        max_batch: int | None = None,
         batch_wait_ms: float = 0.0,
         max_instances: int = 64,
         max_image_pixels: int = 50_000_000,
@@ -82,6 +83,14 @@ class OnnxPredictor(kserve.Model):
         if "CUDAExecutionProvider" in wanted and "CUDAExecutionProvider" not in got:
             log.warning("CUDAExecutionProvider is installed but the session fell back to %s", got)
         self.classifier = clf
+        if self.max_batch is None:
+            # On a GPU, batching is where throughput comes from. On CPU we measured (docs/benchmarks.md) a
+            # batch of N costing about N single runs while every member waits for the whole batch, so CPU
+            # serving runs requests one by one unless --max-batch says otherwise.
+            self.max_batch = DEFAULT_GPU_BATCH if "CUDAExecutionProvider" in got else 1
+        log.info(
+            "micro-batching: up to %d instances per run, waiting %.1f ms", self.max_batch, self.batch_wait_ms
+        )
         self.decoder = RequestDecoder(
             clf.preprocess, max_instances=self.max_instances, max_image_pixels=self.max_image_pixels
         )

@@ -295,7 +295,7 @@ def serve(cfg: ServeConfig, *, announce: Callable[[str], None] = print) -> None:
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     announce(
         f"drsynth serve: listening on {url} (model '{model.name}', classes {model.classes}, "
-        f"providers {model.classifier.providers})\n"
+        f"providers {model.classifier.providers}, max batch {model.max_batch})\n"
         f"  v1: POST {url}/v1/models/{model.name}:predict   v2: POST {url}/v2/models/{model.name}/infer\n"
         f"  health: {url}/v2/health/ready   metrics: {url}/metrics"
     )
