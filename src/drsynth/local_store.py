@@ -44,8 +44,8 @@ PORT_FLAGS = (
     "filer.port.grpc",
     "s3.port.grpc",
     "admin.port",
-    "admin.port.grpc",
 )
+GRPC_OFFSET = 10000  # the admin's worker dials admin.port + 10000 whatever -admin.port.grpc says
 
 
 def default_store_dir() -> Path:
@@ -125,6 +125,18 @@ def _port_free(port: int, host: str = HOST) -> bool:
         except OSError:
             return False
         return True
+
+
+def _admin_port(exclude: set[int]) -> int:
+    """A free port p whose p + GRPC_OFFSET (the admin's gRPC port) is free too."""
+    for _ in range(100):
+        p = free_ports(1)[0]
+        if p + GRPC_OFFSET <= 65535 and not {p, p + GRPC_OFFSET} & exclude and _port_free(p + GRPC_OFFSET):
+            return p
+    for p in range(20000, 55535):  # ephemeral ports are mostly above 32768 + 10000: search below
+        if not {p, p + GRPC_OFFSET} & exclude and _port_free(p) and _port_free(p + GRPC_OFFSET):
+            return p
+    raise StoreError("no free pair of ports (p, p+10000) on 127.0.0.1 for the SeaweedFS admin server")
 
 
 def _is_our_weed(pid: int, data_dir: Path) -> bool:
@@ -228,6 +240,7 @@ def start_local_store(
     else:
         others = [p for p in free_ports(len(PORT_FLAGS) + 1) if p != s3_port][: len(PORT_FLAGS)]
         ports = dict(zip(PORT_FLAGS, others, strict=True))
+        ports["admin.port"] = _admin_port(exclude={s3_port, *ports.values()})
     access, secret = _credentials(d)
     data_dir = d / "data"
     data_dir.mkdir(exist_ok=True)

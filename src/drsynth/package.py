@@ -215,15 +215,18 @@ def _build_and_upload(
     counts: Counter[str] = Counter(smp.record["class"] for _, smp in loaded)
     thumbs: dict[str, list[tuple[str, bytes]]] = {}
     records: dict[str, dict[str, list[Scalar]]] = {}
+    by_class: dict[str, list[ShardSample]] = {}
     for pos, smp in loaded:
-        c = smp.record["class"]
-        if len(thumbs.setdefault(c, [])) < plan.thumbs_per_shard:
-            try:
-                thumbs[c].append((smp.key, make_thumbnail(smp.jpg)))
-            except OSError as e:
-                raise DatasetError(f"sample {smp.key}: its JPEG cannot be decoded ({e})") from e
+        by_class.setdefault(smp.record["class"], []).append(smp)
         if pos % plan.card_every == 0:
             records[smp.key] = flatten_record(smp.record)
+    for c, members_of_class in by_class.items():
+        step = max(1, len(members_of_class) // plan.thumbs_per_shard)
+        for smp in members_of_class[::step][: plan.thumbs_per_shard]:  # evenly spread over the shard
+            try:
+                thumbs.setdefault(c, []).append((smp.key, make_thumbnail(smp.jpg)))
+            except OSError as e:
+                raise DatasetError(f"sample {smp.key}: its JPEG cannot be decoded ({e})") from e
     name = shard_name(number)
     local = work_dir / f"data-{number:06d}.tar"
     try:
@@ -292,6 +295,8 @@ def package(
     dirs = [src] if isinstance(src, str | os.PathLike) else list(src)
     source = scan_render_dirs(dirs)
     store = open_store(dest, retry=retry)
+    import webdataset  # noqa: F401  (imports torch: seconds, paid before the clock starts)
+
     started = time.monotonic()
     store.prepare_for_write()
     if store.stat(MANIFEST_NAME) is not None:
@@ -309,7 +314,8 @@ def package(
         source=source,
         shard_size=shard_size,
         card_every=max(1, math.ceil(n / CARD_RECORDS)),
-        thumbs_per_shard=max(1, math.ceil(THUMBS_PER_CLASS / n_shards)),
+        # enough candidates per class even when a class fills only a few shards (imports are class-sorted)
+        thumbs_per_shard=min(THUMBS_PER_CLASS, math.ceil(THUMBS_PER_CLASS * len(classes) / n_shards)),
         classes=classes,
     )
     chunks = [
