@@ -5,14 +5,13 @@ one points KServe's Triton runtime (protocol v2) at the repository `drsynth expo
 from __future__ import annotations
 
 import asyncio
-import inspect
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from serve_helpers import make_color_classifier
+from serve_helpers import make_color_classifier, triton_repository
 
 from drsynth import __version__
 
@@ -99,7 +98,9 @@ def test_triton_predictor_serves_the_exported_repository(objects):
     assert model["modelFormat"] == {"name": "triton", "version": "2"}
     assert model["storageUri"].startswith("s3://") and model["storageUri"].endswith("/")
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "drsynth-serving"
-    # The URL model name documented in the manifest is the exporter's default Triton model name.
-    export = pytest.importorskip("drsynth.export")
-    default_name = inspect.signature(export.export_checkpoint).parameters["triton_name"].default
-    assert f"/v2/models/{default_name}/infer" in (SERVING / "triton-predictor.yaml").read_text()
+    # The repository `drsynth export --triton-repo` writes holds one model folder; its name is the one
+    # the manifest documents in the URL, and KServe's Triton runtime serves the repository root.
+    (model_dir,) = [p for p in triton_repository().iterdir() if p.is_dir()]
+    assert (model_dir / "config.pbtxt").is_file() and (model_dir / "1" / "model.onnx").is_file()
+    assert f'name: "{model_dir.name}"' in (model_dir / "config.pbtxt").read_text()
+    assert f"/v2/models/{model_dir.name}/infer" in (SERVING / "triton-predictor.yaml").read_text()
