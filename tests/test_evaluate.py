@@ -169,3 +169,19 @@ def test_cli_evaluate(model_path, tmp_path, capsys):
     assert e.value.code == 2
     assert "horse" in capsys.readouterr().err
     assert not (tmp_path / "o2" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_trained_and_exported_model_end_to_end(tmp_path):
+    """drsynth.train -> drsynth.export -> evaluate: a small CNN learns red-vs-green and evaluate sees it."""
+    from drsynth.export import export_checkpoint
+    from drsynth.train import TrainConfig, main
+
+    train = color_folder(tmp_path / "train", {"cat": [0] * 24, "dog": [1] * 24}, size=32)
+    test = color_folder(tmp_path / "test", {"cat": [0] * 6, "dog": [1] * 6}, size=32)
+    main(TrainConfig(data=str(train), out=str(tmp_path / "ck"), backbone="small-cnn", weights="none",
+                     epochs=3, batch_size=8, image_size=32, workers=0, progress=False, val_fraction=0.25))
+    export_checkpoint(tmp_path / "ck", tmp_path / "model.onnx")
+    res = evaluate(tmp_path / "model.onnx", {"test": str(test)}, progress=False)
+    assert res.backbone == "small-cnn"
+    assert res.domains["test"].accuracy >= 0.9

@@ -37,9 +37,9 @@ def make_run(run, tmp_path):
         "classes": ["cat", "dog"], "backbone": "small-cnn", "head": {"dropout": 0.3}, "frozen": True,
         "metrics": {"best_val_accuracy": 0.75}, "train_config": {"epochs": 2, "lr": 0.001},
         "history": None}))
-    (ck / "history.json").write_text(json.dumps({"epochs": [
-        {"epoch": 1, "train_accuracy": 0.6, "val_accuracy": 0.55}, {"epoch": 2, "train_accuracy": 0.8,
-                                                                   "val_accuracy": 0.75}]}))
+    (ck / "history.json").write_text(json.dumps({"epochs": [  # drsynth.train's history layout
+        {"epoch": e, "train": {"accuracy": a, "loss": 1 - a}, "val": {"accuracy": a - 0.05},
+         "eval": {"real": {"accuracy": a - 0.1}}} for e, a in ((1, 0.6), (2, 0.8))]}))
     for sub in ("explain/synth-control.dropout-0.3.s0/real.png", "samples/synth-control.png"):
         (run / sub).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (64, 32), (200, 100, 50)).save(run / sub)

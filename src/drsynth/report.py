@@ -371,13 +371,14 @@ def _history(ck: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = sorted({k for e in epochs for k, v in e.items() if "acc" in k and isinstance(v, int | float)})
+    series = [_accuracies(e) for e in epochs]
+    keys = sorted({k for row in series for k in row})
     if not keys:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.6))
     xs = [e.get("epoch", i + 1) for i, e in enumerate(epochs)]
     for k in keys:
-        ax.plot(xs, [e.get(k) for e in epochs], "-o", label=k)
+        ax.plot(xs, [row.get(k) for row in series], "-o", label=k)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
@@ -386,6 +387,21 @@ def _history(ck: Path) -> Path | None:
     out = ck.parent / "curves.png"
     fig.savefig(out, dpi=100)
     plt.close(fig)
+    return out
+
+
+def _accuracies(epoch: dict[str, Any]) -> dict[str, float]:
+    """Accuracy per split of one history row: drsynth.train's nested {"train": {"accuracy"}, "val": ...,
+    "eval": {name: {...}}} or flat "*accuracy*" keys."""
+    out: dict[str, float] = {}
+    for k, v in epoch.items():
+        if isinstance(v, int | float) and "acc" in k and not isinstance(v, bool):
+            out[k] = float(v)
+        elif isinstance(v, dict) and isinstance(v.get("accuracy"), int | float):
+            out[k] = float(v["accuracy"])
+        elif k == "eval" and isinstance(v, dict):
+            out.update({name: float(d["accuracy"]) for name, d in v.items()
+                        if isinstance(d, dict) and isinstance(d.get("accuracy"), int | float)})
     return out
 
 
