@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 from dataset_fixtures import make_render_dir
 
 from drsynth.data import open_dataset, read_manifest
@@ -156,6 +157,15 @@ def test_s3_roundtrip_and_cache(s3_uri: str, tmp_path: Path) -> None:
     ds = open_dataset(s3_uri, cache_dir=cache, shuffle=True, seed=3, retry=FAST_RETRY)
     assert sorted(s["__key__"] for s in ds) == [f"{i:09d}" for i in range(16)]
     assert len(list((cache / "objects").glob("*.tar"))) == 3
+    # DataLoader workers (forked after the manifest was read) each use their own connections
+    loader = torch.utils.data.DataLoader(
+        open_dataset(
+            s3_uri, cache_dir=tmp_path / "cache2", retry=FAST_RETRY, transform=lambda s: s["__key__"]
+        ),
+        batch_size=None,
+        num_workers=2,
+    )
+    assert sorted(loader) == [f"{i:09d}" for i in range(16)]
     # a second epoch reads the local cache: it works even with the shards gone from the server
     for shard in result.manifest.shards:
         store.delete(shard.name)

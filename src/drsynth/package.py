@@ -218,9 +218,11 @@ def _build_and_upload(
     by_class: dict[str, list[ShardSample]] = {}
     for pos, smp in loaded:
         by_class.setdefault(smp.record["class"], []).append(smp)
-        if pos % plan.card_every == 0:
+        if plan.card_every and pos % plan.card_every == 0:
             records[smp.key] = flatten_record(smp.record)
     for c, members_of_class in by_class.items():
+        if not plan.thumbs_per_shard:
+            break
         step = max(1, len(members_of_class) // plan.thumbs_per_shard)
         for smp in members_of_class[::step][: plan.thumbs_per_shard]:  # evenly spread over the shard
             try:
@@ -313,9 +315,11 @@ def package(
     plan = _Plan(
         source=source,
         shard_size=shard_size,
-        card_every=max(1, math.ceil(n / CARD_RECORDS)),
+        card_every=max(1, math.ceil(n / CARD_RECORDS)) if card else 0,  # 0: collect nothing for a card
         # enough candidates per class even when a class fills only a few shards (imports are class-sorted)
-        thumbs_per_shard=min(THUMBS_PER_CLASS, math.ceil(THUMBS_PER_CLASS * len(classes) / n_shards)),
+        thumbs_per_shard=min(THUMBS_PER_CLASS, math.ceil(THUMBS_PER_CLASS * len(classes) / n_shards))
+        if card
+        else 0,
         classes=classes,
     )
     chunks = [

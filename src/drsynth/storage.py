@@ -352,17 +352,20 @@ class S3Store(Store):
         self.prefix = prefix
         self.settings = settings
         self.retry = retry
-        self._client_obj: Minio | None = None  # created on first use, so a Store pickles into workers
+        # Created on first use in each process: a pickled or forked (DataLoader worker) copy must not share
+        # the parent's pooled connections.
+        self._client_obj: Minio | None = None
+        self._client_pid = 0
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_client_obj": None}
+        return {**self.__dict__, "_client_obj": None, "_client_pid": 0}
 
     def describe(self) -> str:
         return f"{self.uri} at {self.settings.endpoint_url}"
 
     @property
     def _client(self) -> Minio:
-        if self._client_obj is None:
+        if self._client_obj is None or self._client_pid != os.getpid():
             import urllib3
             from minio import Minio
 
@@ -385,6 +388,7 @@ class S3Store(Store):
                 region=self.settings.region,
                 http_client=http,
             )
+            self._client_pid = os.getpid()
         return self._client_obj
 
     def _name(self, key: str) -> str:
