@@ -89,6 +89,22 @@ def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, lis
     return out
 
 
+def _bookkeeping(name: str) -> bool:
+    """Nested ids, seeds and copies of the class/label are not sampled parameters."""
+    parts = name.replace("[]", "").split(".")
+    leaf = parts[-1].lower()
+    return (
+        any("seed" in p.lower() for p in parts)
+        or leaf == "id"
+        or leaf.endswith("_id")
+        or (len(parts) > 1 and leaf in ("class", "label", "key", "index"))
+    )
+
+
+def _is_small_integer_set(values: Sequence[Scalar]) -> bool:
+    return all(isinstance(v, float) and v.is_integer() for v in values) and len(set(values)) <= 12
+
+
 def _panels(records: Sequence[Mapping[str, list[Scalar]]]) -> list[tuple[str, list[Scalar]]]:
     merged: dict[str, list[Scalar]] = {}
     for rec in records:
@@ -96,6 +112,8 @@ def _panels(records: Sequence[Mapping[str, list[Scalar]]]) -> list[tuple[str, li
             merged.setdefault(name, []).extend(values)
     panels = []
     for name, values in merged.items():
+        if _bookkeeping(name):
+            continue
         numeric = [v for v in values if isinstance(v, float)]
         text = [v for v in values if isinstance(v, str)]
         if numeric and len(set(numeric)) > 1:
@@ -108,6 +126,10 @@ def _panels(records: Sequence[Mapping[str, list[Scalar]]]) -> list[tuple[str, li
         return next((i for i, word in enumerate(PRIORITY) if word in lower), len(PRIORITY)), item[0]
 
     return sorted(panels, key=rank)[:MAX_PANELS]
+
+
+def _short_label(text: str, limit: int = 16) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "~"
 
 
 def parameter_figure(records: Sequence[Mapping[str, list[Scalar]]], title: str) -> bytes | None:
@@ -125,14 +147,14 @@ def parameter_figure(records: Sequence[Mapping[str, list[Scalar]]], title: str) 
     fig.suptitle(title, fontsize=12)
     for i, (name, values) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
-        if isinstance(values[0], float) and len(set(values)) > 12:
-            ax.hist(values, bins=30, color="#4c72b0")
-        else:
+        if isinstance(values[0], float) and not _is_small_integer_set(values):
+            ax.hist(values, bins=min(30, max(5, len(set(values)))), color="#4c72b0")
+        else:  # categories, and counts such as lights.count
             counts = Counter(values)
             items = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:15]
             if isinstance(values[0], float):
                 items = sorted(items)
-            labels = [f"{k:g}" if isinstance(k, float) else str(k)[:18] for k, _ in items]
+            labels = [f"{k:g}" if isinstance(k, float) else _short_label(str(k)) for k, _ in items]
             ax.barh(range(len(items)), [c for _, c in items], color="#55a868")
             ax.set_yticks(range(len(items)), labels, fontsize=7)
             ax.invert_yaxis()
@@ -140,7 +162,7 @@ def parameter_figure(records: Sequence[Mapping[str, list[Scalar]]], title: str) 
         ax.tick_params(labelsize=7)
     # Fixed margins: tight_layout measures every text box and costs seconds for a few dozen panels.
     top = 1 - 0.6 / fig.get_figheight()
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.06, top=top - 0.02, wspace=0.45, hspace=0.55)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.06, top=top - 0.02, wspace=0.6, hspace=0.55)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
