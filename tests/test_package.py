@@ -230,3 +230,29 @@ def test_server_killed_during_upload_commits_nothing_then_resumes(
     result = package(src, uri, shard_size=4, workers=1, progress=False, card=False, retry=FAST_RETRY)
     assert result.shards_resumed >= 1 and result.shards_uploaded + result.shards_resumed == 6
     assert len(_read_all(uri, tmp_path / "cache")) == 24
+
+
+def test_card_panels_come_from_the_records() -> None:
+    from drsynth.dataset_card import _panels, flatten_record
+
+    record = {
+        "key": "000000001",
+        "seed": 3,
+        "class": "cat",
+        "subject": {"id": "cat/x", "class": "cat", "breed": "manx"},
+        "camera": {"distance_m": 2.5, "position": [1.0, 2.0, 3.0]},
+        "lights": [{"intensity": 1.5, "cast_shadow": True}, {"intensity": 3.0, "cast_shadow": False}],
+        "sky": {"kind": "hdr", "noise_seed": 12345},
+        "occluders": [],
+    }
+    flat = flatten_record(record)
+    assert flat["lights.count"] == [2.0] and flat["lights[].intensity"] == [1.5, 3.0]
+    assert flat["lights[].cast_shadow"] == ["true", "false"] and flat["occluders.count"] == [0.0]
+    assert "key" not in flat and "seed" not in flat and "camera.position" not in flat
+    other = flatten_record(
+        {**record, "class": "dog", "subject": {"breed": "boxer"}, "camera": {"distance_m": 4.0}}
+    )
+    names = [name for name, _ in _panels([flat, other])]
+    assert names[:3] == ["class", "subject.breed", "camera.distance_m"]
+    assert "sky.noise_seed" not in names and "subject.id" not in names and "subject.class" not in names
+    assert "sky.kind" not in names, "a field that never varies says nothing"

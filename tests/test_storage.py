@@ -158,6 +158,7 @@ def test_local_store_lifecycle(tmp_path: Path) -> None:
     assert stop_local_store(d) is None
 
 
+@pytest.mark.slow
 def test_store_cli_up_status_down(tmp_path: Path) -> None:
     d = tmp_path / "clistore"
     drsynth = [sys.executable, "-m", "drsynth"]
