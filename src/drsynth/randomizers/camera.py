@@ -1,0 +1,88 @@
+"""Camera randomizer: a position uniform over a band of the upper hemisphere around the subject, at a
+distance relative to the subject's size, aimed at it with a small random offset (so it lands at varied image
+positions), with a random field of view and roll. Disabled = one fixed three-quarter view."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from drsynth.randomizers.base import Randomizer, RandomizerConfig, Range, SceneContext, uniform
+from drsynth.samplers import direction_from_angles, sample_hemisphere_elevation_deg
+from drsynth.scene_spec import CameraSpec, SceneSpec
+
+
+class CameraConfig(RandomizerConfig):
+    """distance: multiples of the framing distance, at which the subject's bounding sphere just fills the
+    vertical field of view (so one config frames cats and cars alike).
+    aim_offset: how far the aim point moves off the subject centre, in subject radii (in the image plane).
+    elevation_deg: sampled uniformly over the hemisphere's surface within this band."""
+
+    distance: Range(0.3, 50.0) = (1.05, 2.4)
+    elevation_deg: Range(-10.0, 90.0) = (2.0, 75.0)
+    azimuth_deg: Range(-360.0, 720.0) = (0.0, 360.0)
+    yfov_deg: Range(5.0, 120.0) = (25.0, 60.0)
+    aim_offset: Range(0.0, 2.0) = (0.0, 0.35)
+    roll_deg: Range(-180.0, 180.0) = (-8.0, 8.0)
+
+
+FIXED = dict(distance=1.5, elevation_deg=15.0, azimuth_deg=35.0, yfov_deg=40.0)
+
+
+class CameraRandomizer(Randomizer):
+    name = "camera"
+    config: CameraConfig
+
+    def sample(self, spec: SceneSpec, *, rng: np.random.Generator, ctx: SceneContext) -> SceneSpec:
+        c = self.config
+        yfov = uniform(c.yfov_deg).sample(rng)
+        factor = uniform(c.distance).sample(rng)
+        elevation = sample_hemisphere_elevation_deg(rng, *c.elevation_deg)
+        azimuth = uniform(c.azimuth_deg).sample(rng) % 360.0
+        offset = uniform(c.aim_offset).sample(rng)
+        offset_angle = float(rng.uniform(0.0, 2 * math.pi))
+        roll = uniform(c.roll_deg).sample(rng)
+        return spec.replace(camera=place_camera(spec, yfov, factor, elevation, azimuth, offset, offset_angle, roll))
+
+    def default(self, spec: SceneSpec, *, ctx: SceneContext) -> SceneSpec:
+        f = FIXED
+        return spec.replace(
+            camera=place_camera(spec, f["yfov_deg"], f["distance"], f["elevation_deg"], f["azimuth_deg"], 0, 0, 0)
+        )
+
+
+def place_camera(
+    spec: SceneSpec,
+    yfov_deg: float,
+    distance_factor: float,
+    elevation_deg: float,
+    azimuth_deg: float,
+    offset: float,
+    offset_angle: float,
+    roll_deg: float,
+) -> CameraSpec:
+    center = np.asarray(spec.subject.center_m, dtype=float)
+    radius = float(spec.subject.radius_m)
+    distance = distance_factor * radius / math.sin(math.radians(yfov_deg) / 2)
+    view_dir = direction_from_angles(elevation_deg, azimuth_deg)
+    position = center + view_dir * distance
+    # Offset the aim point in the image plane, so the subject lands away from the image centre.
+    forward = -view_dir
+    right = np.cross(forward, [0.0, 1.0, 0.0])
+    right /= max(np.linalg.norm(right), 1e-9)
+    up = np.cross(right, forward)
+    target = center + offset * radius * (math.cos(offset_angle) * right + math.sin(offset_angle) * up)
+    return CameraSpec(
+        position_m=_t(position),
+        target_m=_t(target),
+        roll_deg=float(roll_deg),
+        yfov_deg=float(yfov_deg),
+        distance_m=float(distance),
+        elevation_deg=float(elevation_deg),
+        azimuth_deg=float(azimuth_deg),
+    )
+
+
+def _t(v) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))

@@ -1,0 +1,65 @@
+"""Subject randomizer: which subject of the image's class is shown (one per class when disabled: the
+single-breed ablation). Also turns a posed subject into grounded world geometry for the other randomizers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from drsynth.randomizers.base import Randomizer, RandomizerConfig, SceneContext
+from drsynth.scene_spec import SceneSpec, SubjectSpec
+from drsynth.subjects.base import Part, Subject
+
+
+class SubjectConfig(RandomizerConfig):
+    """The pools themselves are the scenario's `classes`; disabled keeps each class's `single` subject."""
+
+
+class SubjectRandomizer(Randomizer):
+    name = "subject"
+
+    def sample(self, spec: SceneSpec, *, rng: np.random.Generator, ctx: SceneContext) -> SceneSpec:
+        pool = ctx.pools[spec.class_name]
+        return spec.replace(subject=_describe(pool[int(rng.integers(0, len(pool)))]))
+
+    def default(self, spec: SceneSpec, *, ctx: SceneContext) -> SceneSpec:
+        return spec.replace(subject=_describe(ctx.singles[spec.class_name]))
+
+
+def _describe(s: Subject) -> SubjectSpec:
+    return SubjectSpec(id=s.id, class_name=s.class_name, breed=s.breed, source=s.source)
+
+
+@dataclass(frozen=True)
+class PosedSubject:
+    """A subject's parts in one pose, lifted so its lowest point touches the ground (y = 0).
+
+    world_from_subject: the grounding transform (a lift along +Y) applied to every part.
+    """
+
+    parts: list[Part]
+    world_from_subject: np.ndarray
+    bounds: np.ndarray  # 2 x 3, world frame
+    center: np.ndarray
+    radius: float
+
+
+def pose_subject(subject: Subject, pose: dict) -> PosedSubject:
+    parts = subject.parts(pose)
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for p in parts:
+        v = np.asarray(p.mesh.vertices, dtype=np.float64)
+        if not len(v):
+            continue
+        t = np.asarray(p.transform, dtype=np.float64)
+        w = v @ t[:3, :3].T + t[:3, 3]  # exact vertices, so the grounding is exact
+        lo = np.minimum(lo, w.min(0))
+        hi = np.maximum(hi, w.max(0))
+    if not np.all(np.isfinite(lo)):
+        raise ValueError(f"subject {subject.id} has no geometry in pose {pose}")
+    lift = np.eye(4)
+    lift[1, 3] = -lo[1]
+    lo, hi = lo + lift[:3, 3], hi + lift[:3, 3]
+    center = (lo + hi) / 2
+    return PosedSubject(parts, lift, np.stack([lo, hi]), center, float(np.linalg.norm(hi - lo) / 2))

@@ -1,0 +1,832 @@
+"""Realises a `SceneSpec` as pixels: the only module that imports pyrender (and OpenGL).
+
+pyrender gives the headless GL context (EGL first, OSMesa as fallback) and uploads meshes and textures
+(`Primitive`, `Texture`); the passes themselves are drawn here with small shaders, because a dataset render
+needs things pyrender's generic renderer does not do cheaply on a CPU rasteriser (Mesa llvmpipe):
+
+- one shadow-casting light (the key light) with a shadow map fitted to the subject and occluders, hardware
+  PCF, and unshadowed fill lights;
+- uniform locations and GPU meshes/textures cached for the worker's lifetime (meshes by `Part.key`);
+- cheap depth-only passes (subject alone, occluders alone) through the same multisampled framebuffer as the
+  colour pass, so the subject's hidden fraction is *measured* from pixel-exact masks;
+- the sky composited behind the scene from the alpha channel (`skies.background`);
+- a toon style: cel-shaded bands, flat colours, and ink outlines from depth discontinuities.
+
+Create one `SceneRenderer` per worker process and reuse it for every image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import os
+import subprocess
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from drsynth.errors import RenderError
+from drsynth.randomizers.subject import PosedSubject
+from drsynth.samplers import direction_from_angles
+from drsynth.scene_spec import SceneSpec
+from drsynth.subjects.base import SurfaceMaterial
+
+PLATFORMS = ("egl", "osmesa")
+_PROBE = (
+    "import os, numpy as np; np.infty = np.inf; import pyrender; "
+    "r = pyrender.OffscreenRenderer(8, 8); r.delete(); print('ok')"
+)
+
+
+def select_platform() -> str:
+    """The PyOpenGL platform to use: $PYOPENGL_PLATFORM when set, else EGL when it works, else OSMesa.
+
+    Probed in a subprocess (PyOpenGL binds its platform at import and cannot switch afterwards); the choice
+    is written to the environment so worker processes inherit it.
+    """
+    chosen = os.environ.get("PYOPENGL_PLATFORM")
+    if chosen:
+        return chosen
+    errors = []
+    for platform in PLATFORMS:
+        env = {**os.environ, "PYOPENGL_PLATFORM": platform}
+        try:
+            out = subprocess.run(
+                [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120
+            )
+        except subprocess.TimeoutExpired:
+            errors.append(f"{platform}: timed out")
+            continue
+        if out.returncode == 0 and "ok" in out.stdout:
+            os.environ["PYOPENGL_PLATFORM"] = platform
+            return platform
+        errors.append(f"{platform}: {(out.stderr.strip().splitlines() or ['failed'])[-1]}")
+    raise RenderError(
+        "no headless OpenGL platform works (" + "; ".join(errors) + "). Install Mesa's EGL "
+        "(apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri, as scripts/setup.sh does) or OSMesa "
+        "(libosmesa6 and PyOpenGL 3.1.10), or set PYOPENGL_PLATFORM"
+    )
+
+
+def _import_gl():
+    """Import pyrender and OpenGL lazily, after the platform is chosen (NumPy 2 lacks np.infty)."""
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    if not hasattr(np, "infty"):
+        np.infty = np.inf  # pyrender 0.1.45 still uses the NumPy 1 alias
+    import OpenGL.GL as gl
+    import pyrender
+
+    return pyrender, gl
+
+
+_CONTEXT = None
+
+
+def _shared_platform(pyrender):
+    """The process's one headless GL context. EGL displays are per process and terminating one (as pyrender's
+    renderer does on delete) would kill every context, so renderers share this one and never delete it."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        try:
+            _CONTEXT = pyrender.OffscreenRenderer(8, 8)
+        except Exception as e:  # EGL/OSMesa missing or broken
+            raise RenderError(
+                f"cannot create a headless OpenGL context with PYOPENGL_PLATFORM="
+                f"{os.environ.get('PYOPENGL_PLATFORM')}: {e}. Install Mesa EGL (scripts/setup.sh) or use osmesa"
+            ) from e
+    return _CONTEXT._platform
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Shaders
+# ------------------------------------------------------------------------------------------------------------
+
+_MESH_VS = """
+#version 330 core
+layout(location = 0) in vec3 position;
+layout(location = 1) in vec3 normal;
+layout(location = 2) in vec2 texcoord;
+uniform mat4 M;
+uniform mat3 N;
+uniform mat4 VP;
+uniform mat4 light_VP;
+uniform mat3 uv_transform;
+out vec3 w_pos;
+out vec3 w_normal;
+out vec2 uv;
+out vec4 light_pos;
+void main() {
+    vec4 wp = M * vec4(position, 1.0);
+    w_pos = wp.xyz;
+    w_normal = N * normal;
+    uv = (uv_transform * vec3(texcoord, 1.0)).xy;
+    light_pos = light_VP * wp;
+    gl_Position = VP * wp;
+}
+"""
+
+_MESH_FS = """
+#version 330 core
+in vec3 w_pos;
+in vec3 w_normal;
+in vec2 uv;
+in vec4 light_pos;
+out vec4 frag_color;
+uniform vec4 base_color;
+uniform float metallic;
+uniform float roughness;
+uniform int has_texture;
+uniform sampler2D base_tex;
+uniform int n_lights;
+uniform vec3 light_dir[4];
+uniform vec3 light_rgb[4];
+uniform vec3 ambient;
+uniform vec3 cam_pos;
+uniform int use_shadow;
+uniform sampler2DShadow shadow_map;
+uniform int toon;
+const float PI = 3.14159265;
+
+vec3 srgb_to_linear(vec3 c) { return pow(c, vec3(2.2)); }
+
+float key_shadow(float nl) {
+    vec3 p = light_pos.xyz / light_pos.w * 0.5 + 0.5;
+    if (p.x <= 0.0 || p.x >= 1.0 || p.y <= 0.0 || p.y >= 1.0 || p.z >= 1.0) return 1.0;
+    float bias = 0.0015 + 0.004 * (1.0 - nl);
+    float z = p.z - bias;
+    // one hardware-filtered tap = bilinear PCF over 2x2 texels (soft enough at dataset resolutions, and
+    // each extra tap costs ~10% of a frame on a CPU rasteriser)
+    return texture(shadow_map, vec3(p.xy, z));
+}
+
+void main() {
+    vec3 albedo = base_color.rgb;
+    if (has_texture == 1) {
+        // toon: the texture's coarsest mip level is its mean colour -> flat cartoon fills
+        vec3 t = toon == 1 ? textureLod(base_tex, uv, 16.0).rgb : texture(base_tex, uv).rgb;
+        albedo *= srgb_to_linear(t);
+    }
+    vec3 n = normalize(w_normal);
+    if (!gl_FrontFacing) n = -n;
+    vec3 v = normalize(cam_pos - w_pos);
+    float r = clamp(roughness, 0.04, 1.0);
+    float a2 = r * r * r * r;
+    vec3 f0 = mix(vec3(0.04), albedo, metallic);
+    vec3 diffuse = albedo * (1.0 - metallic) / PI;
+    vec3 color = albedo * ambient;
+    for (int i = 0; i < n_lights; i++) {
+        vec3 l = light_dir[i];
+        float nl = max(dot(n, l), 0.0);
+        float lit = (i == 0 && use_shadow == 1) ? key_shadow(nl) : 1.0;
+        vec3 h = normalize(l + v);
+        float nh = max(dot(n, h), 0.0);
+        float nv = max(dot(n, v), 1e-3);
+        float d = nh * nh * (a2 - 1.0) + 1.0;
+        float D = a2 / (PI * d * d);
+        vec3 F = f0 + (1.0 - f0) * pow(1.0 - max(dot(h, v), 0.0), 5.0);
+        float k = (r + 1.0) * (r + 1.0) / 8.0;
+        float G = (nl / (nl * (1.0 - k) + k)) * (nv / (nv * (1.0 - k) + k));
+        vec3 spec = F * D * G / max(4.0 * nl * nv, 1e-3);
+        if (toon == 1) {
+            float band = nl * lit;
+            band = band > 0.55 ? 1.0 : (band > 0.18 ? 0.6 : 0.25);
+            float hl = step(0.5, length(spec) * nl * lit);
+            color += (albedo / PI * band + vec3(0.25) * hl) * light_rgb[i];
+        } else {
+            color += (diffuse + spec) * light_rgb[i] * nl * lit;
+        }
+    }
+    frag_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+}
+"""
+
+_DEPTH_VS = """
+#version 330 core
+layout(location = 0) in vec3 position;
+uniform mat4 M;
+uniform mat4 VP;
+void main() { gl_Position = VP * M * vec4(position, 1.0); }
+"""
+
+_DEPTH_FS = """
+#version 330 core
+out vec4 frag_color;
+void main() { frag_color = vec4(1.0); }
+"""
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Geometry helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, roll_deg: float = 0.0) -> np.ndarray:
+    """World-from-camera pose of an OpenGL camera at `eye` looking at `target` (+Y up), rolled."""
+    f = np.asarray(target, float) - np.asarray(eye, float)
+    f /= max(np.linalg.norm(f), 1e-12)
+    up = np.array([0.0, 1.0, 0.0])
+    if abs(f @ up) > 0.999:
+        up = np.array([0.0, 0.0, -1.0])
+    r = np.cross(f, up)
+    r /= np.linalg.norm(r)
+    u = np.cross(r, f)
+    if roll_deg:
+        c, s = math.cos(math.radians(roll_deg)), math.sin(math.radians(roll_deg))
+        r, u = c * r + s * u, -s * r + c * u
+    pose = np.eye(4)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = r, u, -f, eye
+    return pose
+
+
+def perspective(yfov_deg: float, znear: float, zfar: float) -> np.ndarray:
+    f = 1.0 / math.tan(math.radians(yfov_deg) / 2)
+    p = np.zeros((4, 4))
+    p[0, 0], p[1, 1] = f, f
+    p[2, 2] = (zfar + znear) / (znear - zfar)
+    p[2, 3] = 2 * zfar * znear / (znear - zfar)
+    p[3, 2] = -1.0
+    return p
+
+
+def orthographic(half: float, znear: float, zfar: float) -> np.ndarray:
+    p = np.eye(4)
+    p[0, 0] = p[1, 1] = 1.0 / half
+    p[2, 2] = -2.0 / (zfar - znear)
+    p[2, 3] = -(zfar + znear) / (zfar - znear)
+    return p
+
+
+def euler_matrix_deg(angles: tuple[float, float, float]) -> np.ndarray:
+    ax, ay, az = (math.radians(a) for a in angles)
+    cx, sx, cy, sy, cz, sz = math.cos(ax), math.sin(ax), math.cos(ay), math.sin(ay), math.cos(az), math.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def generated_uv(vertices: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """UVs for meshes that have none: planar projection along each vertex's dominant normal axis, in
+    units of the mesh's size (so a texture spans the part a few times)."""
+    v = np.asarray(vertices, float)
+    n = np.abs(np.asarray(normals, float))
+    size = max(float(np.ptp(v, axis=0).max()), 1e-6)
+    q = (v - v.min(0)) / size * 2.0
+    axis = n.argmax(1)
+    uv = np.where((axis == 0)[:, None], q[:, [2, 1]], np.where((axis == 1)[:, None], q[:, [0, 2]], q[:, [0, 1]]))
+    return uv
+
+
+@dataclass(frozen=True)
+class _MeshData:
+    positions: np.ndarray
+    normals: np.ndarray
+    uvs: np.ndarray
+    indices: np.ndarray
+
+
+def mesh_data(mesh, *, flat: bool = False) -> _MeshData:
+    """Positions/normals/UVs/indices of a trimesh mesh (UVs generated when it has none)."""
+    if flat:
+        mesh = mesh.copy()
+        mesh.unmerge_vertices()
+    v = np.asarray(mesh.vertices, np.float32)
+    n = np.asarray(mesh.vertex_normals, np.float32)
+    uv = getattr(mesh.visual, "uv", None)
+    if uv is None or len(uv) != len(v):
+        uv = generated_uv(v, n)
+    return _MeshData(v, n, np.asarray(uv, np.float32), np.asarray(mesh.faces, np.uint32))
+
+
+def unit_shape(name: str):
+    """An occluder primitive (trimesh) fitting the unit cube [-0.5, 0.5]^3, with UVs, and whether it is
+    flat-shaded."""
+    import trimesh
+    from trimesh.creation import box, capsule, cone, cylinder, icosahedron, icosphere, torus
+
+    if name == "box":
+        m = box((1, 1, 1))
+        m.unmerge_vertices()
+        uv = _box_uv(m)
+        m.visual = trimesh.visual.TextureVisuals(uv=uv)
+        return m, True
+    if name == "sphere":
+        m = icosphere(subdivisions=3, radius=0.5)
+    elif name == "cylinder":
+        m = cylinder(radius=0.5, height=1.0, sections=32)
+    elif name == "capsule":
+        m = capsule(height=0.5, radius=0.25, count=[24, 16])
+    elif name == "cone":
+        m = cone(radius=0.5, height=1.0, sections=32)
+        m.apply_translation([0, 0, -0.5])
+    elif name == "torus":
+        m = torus(major_radius=0.35, minor_radius=0.15, major_sections=40, minor_sections=16)
+    elif name == "icosahedron":
+        m = icosahedron()
+        m.apply_scale(0.5 / np.abs(m.vertices).max())
+        return m, True
+    elif name == "pyramid":
+        v = np.array([[-0.5, -0.5, -0.5], [0.5, -0.5, -0.5], [0.5, -0.5, 0.5], [-0.5, -0.5, 0.5], [0, 0.5, 0]])
+        f = np.array([[0, 1, 2], [0, 2, 3], [0, 4, 1], [1, 4, 2], [2, 4, 3], [3, 4, 0]])
+        m = trimesh.Trimesh(v, f, process=True)
+        m.fix_normals()
+        return m, True
+    else:
+        raise RenderError(f"unknown occluder shape '{name}'")
+    return m, False
+
+
+def _box_uv(m) -> np.ndarray:
+    n = np.abs(m.vertex_normals)
+    v = m.vertices + 0.5
+    axis = n.argmax(1)
+    return np.where((axis == 0)[:, None], v[:, [2, 1]], np.where((axis == 1)[:, None], v[:, [0, 2]], v[:, [0, 1]]))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The renderer
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RenderResult:
+    """One rendered image and what was measured from it.
+
+    image: H x W x 3 uint8 (sRGB). subject_mask: where the subject would be without occluders.
+    visible_mask: where the subject is visible. visible_fraction: visible / unoccluded subject pixels.
+    bbox: [x0, y0, x1, y1] (pixels, exclusive max) of the visible subject, or None when none is visible.
+    """
+
+    image: np.ndarray
+    subject_mask: np.ndarray
+    visible_mask: np.ndarray
+    visible_fraction: float
+    bbox: list[int] | None
+
+
+@dataclass
+class _Draw:
+    primitive: object
+    model: np.ndarray
+    material: SurfaceMaterial
+    uv_transform: np.ndarray
+    role: str  # "subject" | "occluder" | "ground"
+
+
+_IDENTITY3 = np.eye(3, dtype=np.float32)
+GROUND_EXTENT_RADII = 60.0  # half-size of the ground square, in subject radii
+MAX_GPU_MESHES = 6000
+MAX_GPU_TEXTURES = 600
+
+
+class SceneRenderer:
+    """Renders scene specs at one image size. Holds the GL context and the GPU caches of one process."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        msaa_samples: int = 4,
+        shadow_map_size: int = 1024,
+        material_image_dir: Path | None = None,
+        sky_image_dir: Path | None = None,
+    ) -> None:
+        pyrender, gl = _import_gl()
+        self._pr, self._gl = pyrender, gl
+        self.size = int(size)
+        self.msaa = int(msaa_samples)
+        self.shadow_size = int(shadow_map_size)
+        self.material_image_dir = material_image_dir
+        self.sky_image_dir = sky_image_dir
+        self._platform = _shared_platform(pyrender)
+        self._platform.make_current()
+        self._programs = {
+            "mesh": self._program(_MESH_VS, _MESH_FS),
+            "depth": self._program(_DEPTH_VS, _DEPTH_FS),
+        }
+        self._uniform_locs: dict[tuple[int, str], int] = {}
+        self._meshes: OrderedDict[str, object] = OrderedDict()
+        self._textures: OrderedDict[str, object] = OrderedDict()
+        self._make_framebuffers()
+        self._ground = self._upload_key("__ground__", self._ground_mesh())
+        self._subject_depth_key: tuple | None = None
+        self._subject_depth: np.ndarray | None = None
+
+    # -- GL resources ---------------------------------------------------------------------------------------
+
+    def _program(self, vs: str, fs: str) -> int:
+        from OpenGL.GL import shaders
+
+        gl = self._gl
+        try:
+            return shaders.compileProgram(
+                shaders.compileShader(vs, gl.GL_VERTEX_SHADER),
+                shaders.compileShader(fs, gl.GL_FRAGMENT_SHADER),
+                validate=False,
+            )
+        except RuntimeError as e:
+            raise RenderError(f"shader compilation failed on this OpenGL driver: {str(e)[:400]}") from e
+
+    def _make_framebuffers(self) -> None:
+        gl, s = self._gl, self.size
+        self._fb_ms = gl.glGenFramebuffers(1)
+        self._rb_ms_color, self._rb_ms_depth = gl.glGenRenderbuffers(2)
+        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, self._rb_ms_color)
+        gl.glRenderbufferStorageMultisample(gl.GL_RENDERBUFFER, self.msaa, gl.GL_RGBA8, s, s)
+        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, self._rb_ms_depth)
+        gl.glRenderbufferStorageMultisample(gl.GL_RENDERBUFFER, self.msaa, gl.GL_DEPTH_COMPONENT24, s, s)
+        gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb_ms)
+        gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, gl.GL_COLOR_ATTACHMENT0, gl.GL_RENDERBUFFER, self._rb_ms_color)
+        gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, gl.GL_DEPTH_ATTACHMENT, gl.GL_RENDERBUFFER, self._rb_ms_depth)
+
+        self._fb = gl.glGenFramebuffers(1)
+        self._rb_color, self._rb_depth = gl.glGenRenderbuffers(2)
+        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, self._rb_color)
+        gl.glRenderbufferStorage(gl.GL_RENDERBUFFER, gl.GL_RGBA8, s, s)
+        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, self._rb_depth)
+        gl.glRenderbufferStorage(gl.GL_RENDERBUFFER, gl.GL_DEPTH_COMPONENT24, s, s)
+        gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb)
+        gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, gl.GL_COLOR_ATTACHMENT0, gl.GL_RENDERBUFFER, self._rb_color)
+        gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, gl.GL_DEPTH_ATTACHMENT, gl.GL_RENDERBUFFER, self._rb_depth)
+
+        # Shadow map: a depth texture sampled with hardware comparison and bilinear PCF.
+        n = self.shadow_size
+        self._shadow_tex = gl.glGenTextures(1)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self._shadow_tex)
+        gl.glTexImage2D(gl.GL_TEXTURE_2D, 0, gl.GL_DEPTH_COMPONENT24, n, n, 0, gl.GL_DEPTH_COMPONENT, gl.GL_FLOAT, None)
+        for p, v in (
+            (gl.GL_TEXTURE_MIN_FILTER, gl.GL_LINEAR),
+            (gl.GL_TEXTURE_MAG_FILTER, gl.GL_LINEAR),
+            (gl.GL_TEXTURE_WRAP_S, gl.GL_CLAMP_TO_EDGE),
+            (gl.GL_TEXTURE_WRAP_T, gl.GL_CLAMP_TO_EDGE),
+            (gl.GL_TEXTURE_COMPARE_MODE, gl.GL_COMPARE_REF_TO_TEXTURE),
+            (gl.GL_TEXTURE_COMPARE_FUNC, gl.GL_LEQUAL),
+        ):
+            gl.glTexParameteri(gl.GL_TEXTURE_2D, p, v)
+        self._fb_shadow = gl.glGenFramebuffers(1)
+        gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb_shadow)
+        gl.glFramebufferTexture2D(gl.GL_FRAMEBUFFER, gl.GL_DEPTH_ATTACHMENT, gl.GL_TEXTURE_2D, self._shadow_tex, 0)
+        gl.glDrawBuffer(gl.GL_NONE)
+        gl.glReadBuffer(gl.GL_NONE)
+        gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, 0)
+
+    def _ground_mesh(self) -> _MeshData:
+        # A square of half-size 1 in the xz plane (scaled per image); UVs = xz, so uv_transform tiles it.
+        v = np.array([[-1, 0, -1], [1, 0, -1], [1, 0, 1], [-1, 0, 1]], np.float32)
+        n = np.tile(np.array([[0, 1, 0]], np.float32), (4, 1))
+        f = np.array([[0, 2, 1], [0, 3, 2]], np.uint32)
+        return _MeshData(v, n, v[:, [0, 2]].copy(), f)
+
+    def _upload_key(self, key: str, data: _MeshData):
+        prim = self._meshes.get(key)
+        if prim is not None:
+            self._meshes.move_to_end(key)
+            return prim
+        prim = self._pr.Primitive(
+            positions=data.positions, normals=data.normals, texcoord_0=data.uvs, indices=data.indices, mode=4
+        )
+        prim._add_to_context()
+        self._meshes[key] = prim
+        if len(self._meshes) > MAX_GPU_MESHES:
+            _, old = self._meshes.popitem(last=False)
+            old.delete()
+        return prim
+
+    def _part_primitive(self, part):
+        prim = self._meshes.get(part.key)
+        if prim is not None:
+            self._meshes.move_to_end(part.key)
+            return prim
+        return self._upload_key(part.key, mesh_data(part.mesh))
+
+    def _shape_primitive(self, shape: str):
+        key = f"__shape__/{shape}"
+        prim = self._meshes.get(key)
+        if prim is not None:
+            return prim
+        mesh, flat = unit_shape(shape)
+        return self._upload_key(key, mesh_data(mesh, flat=flat))
+
+    def _texture(self, material: SurfaceMaterial):
+        if material.base_color_texture is None:
+            return None
+        tex = self._textures.get(material.key)
+        if tex is not None:
+            self._textures.move_to_end(material.key)
+            return tex
+        img = np.ascontiguousarray(material.base_color_texture[..., :3])
+        gl = self._gl
+        sampler = self._pr.Sampler(wrapS=gl.GL_REPEAT, wrapT=gl.GL_REPEAT)
+        tex = self._pr.Texture(source=img, source_channels="RGB", sampler=sampler)
+        tex._add_to_context()
+        self._textures[material.key] = tex
+        if len(self._textures) > MAX_GPU_TEXTURES:
+            _, old = self._textures.popitem(last=False)
+            old.delete()
+        return tex
+
+    def _loc(self, program: int, name: str) -> int:
+        key = (program, name)
+        loc = self._uniform_locs.get(key)
+        if loc is None:
+            loc = self._gl.glGetUniformLocation(program, name)
+            self._uniform_locs[key] = loc
+        return loc
+
+    def _mat4(self, program: int, name: str, m: np.ndarray) -> None:
+        self._gl.glUniformMatrix4fv(self._loc(program, name), 1, True, np.ascontiguousarray(m, np.float32))
+
+    # -- scene assembly -----------------------------------------------------------------------------------
+
+    def _material(self, key: str) -> SurfaceMaterial:
+        from drsynth.materials import get_material
+
+        return get_material(key, str(self.material_image_dir) if self.material_image_dir else None)
+
+    def _draws(self, spec: SceneSpec, posed: PosedSubject) -> list[_Draw]:
+        draws: list[_Draw] = []
+        subject_material = self._material(spec.subject.material.key) if spec.subject.material else None
+        lift = posed.world_from_subject
+        for part in posed.parts:
+            mat = subject_material if (subject_material is not None and part.texturable) else part.material
+            draws.append(
+                _Draw(self._part_primitive(part), lift @ np.asarray(part.transform, float), mat, _IDENTITY3, "subject")
+            )
+        for occ in spec.occluders:
+            model = np.eye(4)
+            model[:3, :3] = euler_matrix_deg(occ.rotation_euler_deg) @ np.diag(occ.size_m)
+            model[:3, 3] = occ.position_m
+            draws.append(
+                _Draw(self._shape_primitive(occ.shape), model, self._material(occ.material.key), _IDENTITY3, "occluder")
+            )
+        extent = GROUND_EXTENT_RADII * spec.subject.radius_m
+        ground_model = np.diag([extent, 1.0, extent, 1.0])
+        ground_model[0, 3], ground_model[2, 3] = spec.subject.center_m[0], spec.subject.center_m[2]
+        g = spec.ground
+        c, s = math.cos(math.radians(g.rotation_deg)), math.sin(math.radians(g.rotation_deg))
+        k = extent / max(g.tile_m, 1e-6)
+        uv_t = np.array([[c * k, -s * k, 0], [s * k, c * k, 0], [0, 0, 1]], np.float32)
+        draws.append(_Draw(self._ground, ground_model, self._material(g.key), uv_t, "ground"))
+        return draws
+
+    def _camera(self, spec: SceneSpec) -> tuple[np.ndarray, np.ndarray, float, float]:
+        cam = spec.camera
+        pose = look_at(np.asarray(cam.position_m), np.asarray(cam.target_m), cam.roll_deg)
+        r = spec.subject.radius_m
+        znear = max(cam.distance_m - 3.5 * r, 0.02 * cam.distance_m)
+        zfar = cam.distance_m + GROUND_EXTENT_RADII * r * 1.5
+        return pose, perspective(cam.yfov_deg, znear, zfar), znear, zfar
+
+    def _shadow_matrix(self, spec: SceneSpec) -> np.ndarray | None:
+        key = next((lt for lt in spec.lights if lt.cast_shadow), None)
+        if key is None:
+            return None
+        # Fit the light's orthographic frustum to the shadow casters (subject and occluders).
+        pts = [np.asarray(spec.subject.center_m)]
+        rads = [spec.subject.radius_m]
+        for o in spec.occluders:
+            pts.append(np.asarray(o.position_m))
+            rads.append(0.87 * max(o.size_m))
+        pts_a = np.array(pts)
+        lo = (pts_a - np.array(rads)[:, None]).min(0)
+        hi = (pts_a + np.array(rads)[:, None]).max(0)
+        center = (lo + hi) / 2
+        radius = float(np.linalg.norm(hi - lo) / 2)
+        ldir = direction_from_angles(key.elevation_deg, key.azimuth_deg)
+        eye = center + ldir * radius * 2.0
+        view = np.linalg.inv(look_at(eye, center))
+        # Long shadows of a low sun reach beyond the casters: extend the far plane along the light.
+        far = radius * (3.0 + min(1.0 / max(math.sin(math.radians(key.elevation_deg)), 0.08), 12.0))
+        return orthographic(radius, radius * 0.5, far) @ view
+
+    # -- passes -----------------------------------------------------------------------------------------------
+
+    def _draw_depth(self, draws: list[_Draw], vp: np.ndarray) -> None:
+        gl = self._gl
+        prog = self._programs["depth"]
+        gl.glUseProgram(prog)
+        self._mat4(prog, "VP", vp)
+        for d in draws:
+            self._mat4(prog, "M", d.model)
+            d.primitive._bind()
+            gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.indices.size, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+            d.primitive._unbind()
+
+    def _begin_main(self) -> None:
+        gl = self._gl
+        gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb_ms)
+        gl.glViewport(0, 0, self.size, self.size)
+        gl.glEnable(gl.GL_DEPTH_TEST)
+        gl.glDepthFunc(gl.GL_LESS)
+        gl.glDepthMask(gl.GL_TRUE)
+        gl.glDisable(gl.GL_CULL_FACE)
+        gl.glDisable(gl.GL_BLEND)
+        gl.glEnable(gl.GL_MULTISAMPLE)
+        gl.glClearColor(0.0, 0.0, 0.0, 0.0)
+        gl.glClear(gl.GL_COLOR_BUFFER_BIT | gl.GL_DEPTH_BUFFER_BIT)
+
+    def _resolve(self, *, color: bool) -> tuple[np.ndarray | None, np.ndarray]:
+        """Blit the multisampled buffers down and read them back (depth raw, in [0, 1], 1 = empty)."""
+        gl, s = self._gl, self.size
+        gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb_ms)
+        gl.glBindFramebuffer(gl.GL_DRAW_FRAMEBUFFER, self._fb)
+        if color:
+            gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_COLOR_BUFFER_BIT, gl.GL_LINEAR)
+        gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_DEPTH_BUFFER_BIT, gl.GL_NEAREST)
+        gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb)
+        depth = np.frombuffer(gl.glReadPixels(0, 0, s, s, gl.GL_DEPTH_COMPONENT, gl.GL_FLOAT), np.float32)
+        depth = depth.reshape(s, s)[::-1]
+        rgba = None
+        if color:
+            rgba = np.frombuffer(gl.glReadPixels(0, 0, s, s, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE), np.uint8)
+            rgba = rgba.reshape(s, s, 4)[::-1]
+        return rgba, depth
+
+    def _depth_pass(self, draws: list[_Draw], vp: np.ndarray) -> np.ndarray:
+        self._begin_main()
+        self._draw_depth(draws, vp)
+        return self._resolve(color=False)[1]
+
+    def _shadow_pass(self, draws: list[_Draw], light_vp: np.ndarray) -> None:
+        gl = self._gl
+        gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb_shadow)
+        gl.glViewport(0, 0, self.shadow_size, self.shadow_size)
+        gl.glEnable(gl.GL_DEPTH_TEST)
+        gl.glDepthMask(gl.GL_TRUE)
+        gl.glClear(gl.GL_DEPTH_BUFFER_BIT)
+        gl.glDisable(gl.GL_CULL_FACE)
+        gl.glEnable(gl.GL_POLYGON_OFFSET_FILL)
+        gl.glPolygonOffset(1.5, 4.0)
+        self._draw_depth([d for d in draws if d.role != "ground"], light_vp)
+        gl.glDisable(gl.GL_POLYGON_OFFSET_FILL)
+
+    def _color_pass(self, spec: SceneSpec, draws: list[_Draw], vp, cam_pos, light_vp, toon: bool) -> None:
+        gl = self._gl
+        prog = self._programs["mesh"]
+        self._begin_main()
+        gl.glUseProgram(prog)
+        loc = self._loc
+        self._mat4(prog, "VP", vp)
+        self._mat4(prog, "light_VP", light_vp if light_vp is not None else np.eye(4))
+        gl.glUniform3f(loc(prog, "cam_pos"), *map(float, cam_pos))
+        amb = float(spec.ambient)
+        gl.glUniform3f(loc(prog, "ambient"), amb, amb, amb)
+        lights = spec.lights[:4]
+        gl.glUniform1i(loc(prog, "n_lights"), len(lights))
+        for i, lt in enumerate(lights):
+            d = direction_from_angles(lt.elevation_deg, lt.azimuth_deg)
+            gl.glUniform3f(loc(prog, f"light_dir[{i}]"), *map(float, d))
+            gl.glUniform3f(loc(prog, f"light_rgb[{i}]"), *(float(c * lt.intensity) for c in lt.color))
+        gl.glUniform1i(loc(prog, "use_shadow"), int(light_vp is not None))
+        gl.glUniform1i(loc(prog, "toon"), int(toon))
+        gl.glActiveTexture(gl.GL_TEXTURE1)
+        gl.glBindTexture(gl.GL_TEXTURE_2D, self._shadow_tex)
+        gl.glUniform1i(loc(prog, "shadow_map"), 1)
+        gl.glUniform1i(loc(prog, "base_tex"), 0)
+        gl.glActiveTexture(gl.GL_TEXTURE0)
+        for d in draws:
+            m = d.model
+            normal_m = np.linalg.inv(m[:3, :3]).T
+            self._mat4(prog, "M", m)
+            gl.glUniformMatrix3fv(loc(prog, "N"), 1, True, np.ascontiguousarray(normal_m, np.float32))
+            gl.glUniformMatrix3fv(loc(prog, "uv_transform"), 1, True, d.uv_transform)
+            mat = d.material
+            gl.glUniform4f(loc(prog, "base_color"), *map(float, mat.base_color))
+            gl.glUniform1f(loc(prog, "metallic"), float(mat.metallic))
+            gl.glUniform1f(loc(prog, "roughness"), float(mat.roughness))
+            tex = self._texture(mat)
+            gl.glUniform1i(loc(prog, "has_texture"), int(tex is not None))
+            if tex is not None:
+                tex._bind()
+            d.primitive._bind()
+            gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.indices.size, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+            d.primitive._unbind()
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def _subject_only_depth(self, spec: SceneSpec, posed: PosedSubject, draws: list[_Draw], vp) -> np.ndarray:
+        # Occluder retries and the final render of one image share the subject-alone pass.
+        key = (id(posed), spec.index, spec.seed, spec.camera)
+        if self._subject_depth_key != key:
+            self._subject_depth = self._depth_pass([d for d in draws if d.role == "subject"], vp)
+            self._subject_depth_key = key
+        return self._subject_depth
+
+    def hidden_fraction(self, spec: SceneSpec, posed: PosedSubject) -> float:
+        """The share of the subject's pixels the spec's occluders hide, measured from two depth renders."""
+        self._platform.make_current()
+        draws = self._draws(spec, posed)
+        pose, proj, _, _ = self._camera(spec)
+        vp = proj @ np.linalg.inv(pose)
+        subject = self._subject_only_depth(spec, posed, draws, vp)
+        occluders = self._depth_pass([d for d in draws if d.role == "occluder"], vp)
+        mask = subject < 1.0
+        n = int(mask.sum())
+        if n == 0:
+            return 1.0
+        return float((mask & (occluders < subject)).sum()) / n
+
+    def render(self, spec: SceneSpec, posed: PosedSubject) -> RenderResult:
+        from drsynth import skies
+
+        self._platform.make_current()
+        draws = self._draws(spec, posed)
+        pose, proj, znear, zfar = self._camera(spec)
+        vp = proj @ np.linalg.inv(pose)
+        subject_depth = self._subject_only_depth(spec, posed, draws, vp)
+        self._subject_depth_key = None  # posed subjects are per image: never reuse across images
+        light_vp = self._shadow_matrix(spec)
+        if light_vp is not None:
+            self._shadow_pass(draws, light_vp)
+        toon = spec.style == "toon"
+        self._color_pass(spec, draws, vp, pose[:3, 3], light_vp, toon)
+        rgba, depth = self._resolve(color=True)
+
+        subject_mask = subject_depth < 1.0
+        # Same geometry, same matrices, same samples: visible subject pixels have bit-equal depth.
+        visible = subject_mask & (np.abs(depth - subject_depth) <= 1e-6)
+        n_subject = int(subject_mask.sum())
+        if n_subject == 0:
+            raise RenderError(
+                f"subject not in view (seed {spec.seed}, index {spec.index}); check the camera ranges "
+                "(distance, aim_offset) in the scenario"
+            )
+        visible_fraction = float(visible.sum()) / n_subject
+
+        linear = _linear_depth(depth, znear, zfar)
+        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+        # Fade the far ground into the sky so its edge never shows as a hard line.
+        extent = GROUND_EXTENT_RADII * spec.subject.radius_m
+        fade = np.clip((extent * 0.95 - linear) / (extent * 0.5), 0.0, 1.0)[..., None]
+        fade[linear == 0] = 0.0
+        sky_eq = skies.equirect(spec.sky, self.sky_image_dir)
+        if toon:
+            sky_eq = _posterize(sky_eq, 4)
+        background = skies.background(sky_eq, pose, spec.camera.yfov_deg, self.size, spec.sky.yaw_deg)
+        fg = rgba[..., :3].astype(np.float32) / 255.0
+        a = alpha * fade
+        out = fg * (a / np.maximum(alpha, 1e-6)) + background * (1.0 - a)
+        if toon:
+            out = _ink(out, linear, subject_mask)
+        image = (np.clip(out, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+        return RenderResult(image, subject_mask, visible, visible_fraction, _bbox(visible))
+
+    def close(self) -> None:
+        """Free this renderer's GPU objects (the process's GL context stays for the next renderer)."""
+        gl = self._gl
+        with contextlib.suppress(Exception):
+            self._platform.make_current()
+            for prim in self._meshes.values():
+                prim.delete()
+            for tex in self._textures.values():
+                tex.delete()
+            self._meshes.clear()
+            self._textures.clear()
+            gl.glDeleteFramebuffers(3, [self._fb_ms, self._fb, self._fb_shadow])
+            gl.glDeleteRenderbuffers(4, [self._rb_ms_color, self._rb_ms_depth, self._rb_color, self._rb_depth])
+            gl.glDeleteTextures(1, [self._shadow_tex])
+            for prog in self._programs.values():
+                gl.glDeleteProgram(prog)
+
+
+def _linear_depth(raw: np.ndarray, znear: float, zfar: float) -> np.ndarray:
+    """Eye-space distance from raw [0, 1] depth (0 where empty)."""
+    z = raw.astype(np.float64) * 2.0 - 1.0
+    lin = (2.0 * znear * zfar) / (zfar + znear - z * (zfar - znear))
+    lin[raw >= 1.0] = 0.0
+    return lin.astype(np.float32)
+
+
+def _bbox(mask: np.ndarray) -> list[int] | None:
+    ys = np.flatnonzero(mask.any(1))
+    xs = np.flatnonzero(mask.any(0))
+    if not len(xs):
+        return None
+    return [int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1]
+
+
+def _posterize(img: np.ndarray, levels: int) -> np.ndarray:
+    return np.round(img * (levels - 1)) / (levels - 1)
+
+
+def _ink(img: np.ndarray, linear_depth: np.ndarray, subject_mask: np.ndarray) -> np.ndarray:
+    """Toon ink lines: where depth jumps (silhouettes) or bends sharply (creases), and around the subject."""
+    import cv2
+
+    d = np.where(linear_depth > 0, linear_depth, linear_depth.max() * 4 + 1.0).astype(np.float32)
+    logd = np.log(d)
+    gx = cv2.Sobel(logd, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(logd, cv2.CV_32F, 0, 1, ksize=3)
+    jump = np.hypot(gx, gy) > 0.08
+    lap = np.abs(cv2.Laplacian(logd, cv2.CV_32F, ksize=3))
+    crease = lap > 0.04
+    m = subject_mask.astype(np.uint8)
+    outline = (cv2.dilate(m, np.ones((3, 3), np.uint8)) - m).astype(bool)
+    lines = jump | crease | outline
+    out = img.copy()
+    out[lines] *= 0.08
+    return out

@@ -1,0 +1,215 @@
+"""Rendering: determinism, measured occlusion, toon style, the render folder (resume, contract) and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from render_toys import toy_context, toy_scenario
+
+from drsynth.errors import ConfigError, RenderError
+from drsynth.render_job import SAMPLES_DIR, SampleRenderer, render_range, render_samples
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return toy_scenario()
+
+
+@pytest.fixture(scope="module")
+def worker(scenario):
+    w = SampleRenderer(scenario, ctx=toy_context(scenario))
+    yield w
+    w.close()
+
+
+def _jpeg(sample, q=90) -> bytes:
+    return sample.jpeg(q)
+
+
+def test_same_index_gives_identical_jpeg_and_record(scenario, worker):
+    a = worker.render(5)
+    b = worker.render(5)  # same process, caches warm
+    fresh = list(render_samples(scenario, [5], ctx=toy_context(scenario)))  # a second renderer
+    assert _jpeg(a) == _jpeg(b)
+    assert a.record == b.record
+    img, rec = fresh[0]
+    assert np.array_equal(np.asarray(img), a.image) and rec == a.record
+    assert not np.array_equal(worker.render(6).image, a.image)
+
+
+def test_record_contract(worker):
+    r = worker.render(1).record
+    for key in [
+        "key", "index", "seed", "class", "label", "subject", "pose", "camera", "lights", "sky", "occluders",
+        "materials", "style", "visible_fraction", "bbox", "image_size", "scenario", "drsynth_version",
+    ]:  # fmt: skip
+        assert key in r, key
+    assert r["key"] == "000000001" and r["class"] == "dog" and r["label"] == 1
+    assert set(r["subject"]) == {"id", "class", "breed", "source"}
+    x0, y0, x1, y1 = r["bbox"]
+    assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+    assert 0 < r["visible_fraction"] <= 1
+    json.dumps(r)  # plain JSON
+
+
+def test_image_shows_varied_scenes(worker):
+    imgs = [worker.render(i).image for i in range(6)]
+    assert all(im.shape == (64, 64, 3) and im.dtype == np.uint8 for im in imgs)
+    means = [im.reshape(-1, 3).mean(0) for im in imgs]
+    assert np.std(means, axis=0).max() > 5  # different skies/grounds/lights
+    assert all(im.std() > 5 for im in imgs)  # not blank
+
+
+def test_visible_mask_and_bbox_match(worker):
+    spec_sample = worker.render(2)
+    rec = spec_sample.record
+    result = worker.renderer.render(*_describe(worker, 2))
+    assert result.visible_fraction == pytest.approx(rec["visible_fraction"], abs=1e-6)
+    ys, xs = np.nonzero(result.visible_mask)
+    assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == rec["bbox"]
+    assert (result.visible_mask <= result.subject_mask).all()
+
+
+def _describe(worker, i):
+    from drsynth.describe import describe_scene
+
+    return describe_scene(
+        worker.scenario, worker.ctx, i, randomizers=worker.randomizers, hidden_fraction=worker.renderer.hidden_fraction
+    )
+
+
+def test_occlusion_bound_holds_and_is_measured():
+    crowded = {"count": [3, 4], "size": [0.6, 1.2], "distance": [0.5, 1.2], "height": [0.2, 0.8]}
+    bounded = toy_scenario(randomizers={"occluders": {**crowded, "max_hidden_fraction": 0.3, "max_tries": 200}})
+    free = bounded.with_overrides()  # same but unbounded:
+    free = type(free).model_validate(
+        {**free.model_dump(), "randomizers": {**free.model_dump()["randomizers"], "occluders": {**crowded, "max_hidden_fraction": 1.0}}}
+    )
+    ctx = toy_context(bounded)
+    vis_bounded = [rec["visible_fraction"] for _, rec in render_samples(bounded, range(16), ctx=ctx)]
+    recs_free = [rec for _, rec in render_samples(free, range(16), ctx=ctx)]
+    vis_free = [r["visible_fraction"] for r in recs_free]
+    assert min(vis_bounded) >= 0.7 - 1e-6
+    assert min(vis_free) < 0.7  # the setting really occludes: the bound above was enforced, not lucky
+    assert any(r["occluder_tries"] == 1 for r in recs_free)
+
+
+def test_occlusion_retries_exhausted_is_a_clear_error():
+    wall = {"count": [4, 4], "size": [3, 3], "aspect": [1, 1], "distance": [0, 0], "height": [0.3, 0.3]}
+    sc = toy_scenario(randomizers={"occluders": {**wall, "max_hidden_fraction": 0.05, "max_tries": 3}})
+    with pytest.raises(RenderError, match=r"in 3 tries \(seed 7, index 0"):
+        list(render_samples(sc, [0], ctx=toy_context(sc)))
+
+
+def test_toon_style_renders_flat_with_ink(scenario):
+    toon = scenario.with_overrides(style="toon", image_size=96)
+    pbr = scenario.with_overrides(image_size=96)
+    ctx = toy_context(scenario)
+    (t_img, t_rec), = render_samples(toon, [3], ctx=ctx)
+    (p_img, _), = render_samples(pbr, [3], ctx=ctx)
+    t, p = np.asarray(t_img), np.asarray(p_img)
+    assert t_rec["style"] == "toon"
+    dark = lambda im: (im.max(axis=2) < 30).mean()  # noqa: E731
+    assert dark(t) > dark(p) + 0.01  # ink outlines
+    # cel shading: far fewer distinct colours than the shaded render
+    assert len(np.unique(t.reshape(-1, 3), axis=0)) < 0.7 * len(np.unique(p.reshape(-1, 3), axis=0))
+
+
+def test_render_folder_resume_and_sharding(scenario, tmp_path):
+    ctx = toy_context(scenario)
+    out = tmp_path / "render"
+    s1 = render_range(scenario, out, start=0, count=4, ctx=ctx)
+    assert (s1.rendered, s1.skipped) == (4, 0)
+    manifest = json.loads((out / "render.json").read_text())
+    assert manifest["classes"] == ["cat", "dog"] and manifest["seed"] == 7 and manifest["image_size"] == 64
+    samples = out / SAMPLES_DIR
+    first = (samples / "000000001.jpg").read_bytes()
+    mtime = (samples / "000000001.json").stat().st_mtime_ns
+    (samples / "000000002.json").unlink()  # as if interrupted before image 2 finished
+    s2 = render_range(scenario, out, start=0, count=6, ctx=ctx)
+    assert (s2.rendered, s2.skipped) == (3, 3)
+    assert (samples / "000000001.json").stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in samples.iterdir()) == [f"{i:09d}.{e}" for i in range(6) for e in ("jpg", "json")]
+    # a shard rendered on its own equals the same indices of the whole run
+    other = tmp_path / "shard"
+    render_range(scenario, other, start=1, count=1, ctx=ctx)
+    assert (other / SAMPLES_DIR / "000000001.jpg").read_bytes() == first
+    Image.open(io.BytesIO(first)).verify()
+
+
+def test_render_folder_refuses_other_scenarios_and_unwritable_paths(scenario, tmp_path):
+    ctx = toy_context(scenario)
+    render_range(scenario, tmp_path / "r", count=1, ctx=ctx)
+    with pytest.raises(ConfigError, match="different scenario"):
+        render_range(scenario.with_overrides(seed=99), tmp_path / "r", count=1, ctx=ctx)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RenderError, match="not writable"):
+        render_range(scenario, blocker / "out", count=1, ctx=ctx)
+    with pytest.raises(ConfigError):
+        render_range(scenario, tmp_path / "neg", start=-1, count=1, ctx=ctx)
+
+
+def _cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "drsynth", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--disable", "skies"], "unknown randomizer 'skies'"),
+        (["--scenario", "nope.yaml"], "does not exist"),
+        (["--size", "4"], "image_size"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    base = {"--scenario": "assets/scenarios/cats_dogs.yaml", "--count": "2", "--out": str(tmp_path / "o")}
+    for k, _v in zip(args[::2], args[1::2], strict=True):
+        base.pop(k, None)
+    flat = [x for kv in base.items() for x in kv] + args
+    res = _cli("render", *flat)
+    assert res.returncode == 2
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def _one_breed_scenario(tmp_path) -> Path:
+    import yaml
+
+    from drsynth.subjects import cats, dogs
+
+    data = yaml.safe_load((REPO / "assets/scenarios/cats_dogs.yaml").read_text())
+    data["classes"] = {
+        "cat": {"procedural": "cat", "breeds": cats.preset_names()[:2], "blends": 0},
+        "dog": {"procedural": "dog", "breeds": dogs.preset_names()[:1], "blends": 0},
+    }
+    p = tmp_path / "small.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.mark.slow
+def test_cli_render_and_preview_with_procedural_subjects(tmp_path):
+    sc = _one_breed_scenario(tmp_path)
+    out = tmp_path / "out"
+    res = _cli("render", "--scenario", str(sc), "--count", "4", "--out", str(out), "--size", "64", "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    assert "images/s" in res.stderr.splitlines()[-1]
+    recs = [json.loads((out / SAMPLES_DIR / f"{i:09d}.json").read_text()) for i in range(4)]
+    assert [r["class"] for r in recs] == ["cat", "dog", "cat", "dog"]
+    again = _cli("render", "--scenario", str(sc), "--count", "4", "--out", str(out), "--size", "64", "--workers", "1")
+    assert again.returncode == 0 and "4 already done" in again.stderr
+    sheet = tmp_path / "sheet.png"
+    res = _cli("preview", "--scenario", str(sc), "--out", str(sheet), "--by", "breed", "--size", "64")
+    assert res.returncode == 0, res.stderr
+    img = Image.open(sheet)
+    assert img.width == 3 * 64  # one tile per breed: 2 cats + 1 dog
