@@ -256,3 +256,44 @@ def test_card_panels_come_from_the_records() -> None:
     assert names[:3] == ["class", "subject.breed", "camera.distance_m"]
     assert "sky.noise_seed" not in names and "subject.id" not in names and "subject.class" not in names
     assert "sky.kind" not in names, "a field that never varies says nothing"
+
+
+@pytest.mark.slow
+def test_short_outage_is_ridden_out_by_retries(
+    s3_server_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server dies after the first shard and is back a moment later: the backoff carries the upload."""
+    import threading
+
+    from s3_server import use_store_env
+
+    store_dir = tmp_path / "flaky-store"
+    server = s3_server_factory(store_dir)
+    use_store_env(monkeypatch, server)
+    src = make_render_dir(tmp_path / "render", 16)
+    restarted = []
+
+    def outage(entry, uploaded) -> None:
+        if not restarted:
+            os.kill(server.pid, signal.SIGKILL)
+            restart = threading.Timer(
+                0.5, lambda: restarted.append(start_local_store(store_dir, port=server.s3_port))
+            )
+            restart.start()
+            restarted.append(restart)
+
+    patient = RetryPolicy(attempts=10, base_delay_s=0.25, max_delay_s=2.0)
+    result = package(
+        src,
+        "s3://flaky/ds",
+        shard_size=4,
+        workers=1,
+        progress=False,
+        card=False,
+        retry=patient,
+        on_shard_done=outage,
+    )
+    restarted[0].join()
+    assert len(restarted) == 2 and restarted[1].pid != server.pid
+    assert result.manifest.num_samples == 16
+    assert len(_read_all("s3://flaky/ds", tmp_path / "cache")) == 16

@@ -151,6 +151,7 @@ class ShardCache:
                 tmp.unlink(missing_ok=True)
                 raise _checksum_error(store, shard, digest)
             os.replace(tmp, path)
+        log.info("fetched %s (%.1f MB) into %s", store.child_uri(shard.name), shard.size / 1e6, objects)
         return path
 
     def _verify_in_place(self, store: Store, shard: ShardEntry, local: Path) -> Path:
