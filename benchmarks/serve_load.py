@@ -5,9 +5,9 @@
     .venv/bin/python benchmarks/serve_load.py --quick              # small counts, for a smoke run
 
 What it does:
-1. Model: --model, else a MobileNetV2 with drsynth's head (1280 -> 128 -> 4 classes) exported to the drsynth
-   ONNX contract (ImageNet backbone weights from ../shared/weights when present, else seeded random: the
-   timing is the same). Images: ../shared/data/real photos when present, else seeded synthetic JPEGs.
+1. Model: --model, else drsynth's MobileNetV2 classifier (paper head 1280 -> 128 -> 4 classes) saved as a
+   checkpoint and exported by drsynth.export (ImageNet backbone weights from ../shared/weights when present,
+   else random: the timing is the same). Images: ../shared/data/real photos when present, else seeded synthetic JPEGs.
 2. Reference answers: every image through OnnxClassifier locally (the same preprocessing, no server).
 3. Load: `drsynth serve` in a subprocess on 127.0.0.1 (port picked by the server). For each concurrency
    level (1, 8, 32) a closed loop of single-image v1 requests, until --requests or --duration: throughput,
@@ -53,55 +53,33 @@ PROB_ATOL = 1e-3  # batched vs single onnxruntime runs differ in the last float 
 
 
 def build_mobilenet_onnx(path: Path, *, seed: int) -> str:
-    """MobileNetV2 + drsynth's 128-unit head, exported with drsynth's metadata. Returns a description."""
-    import warnings
+    """A drsynth MobileNetV2 classifier (drsynth.models, paper head, 4 classes) exported by drsynth.export.
 
-    import onnx
+    The head is seeded, not trained: serving cost does not depend on the weights. Returns a description.
+    """
     import torch
-    import torchvision
 
-    from drsynth.onnx_model import META_BACKBONE, META_CLASSES, META_PREPROCESS, META_VERSION
+    from drsynth.checkpoint import CheckpointInfo, HeadInfo, save_checkpoint
+    from drsynth.export import export_checkpoint
+    from drsynth.models import build_model
     from drsynth.preprocess import Preprocess
 
-    rng = np.random.default_rng(seed)
-    net = torchvision.models.mobilenet_v2(weights=None)
-    weights = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
-    if weights.is_file():
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        source = f"ImageNet backbone from {weights}"
-    else:
-        source = "random backbone (../shared weights absent); timing is unaffected"
-    head = torch.nn.Sequential(
-        torch.nn.Linear(1280, 128), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(128, len(CLASSES))
+    weights_file = SHARED / "weights" / "mobilenet_v2_imagenet.pth"
+    weights = str(weights_file) if weights_file.is_file() else "none"
+    torch.manual_seed(seed)  # the head's initialisation
+    net = build_model("mobilenet_v2", len(CLASSES), weights=weights, dropout=0.3)
+    info = CheckpointInfo(
+        classes=CLASSES,
+        backbone="mobilenet_v2",
+        weights=weights,
+        head=HeadInfo(hidden=128, dropout=0.3),
+        frozen=True,
+        preprocess=Preprocess(),
     )
-    with torch.no_grad():
-        for layer in (head[0], head[3]):
-            layer.weight.copy_(torch.from_numpy(rng.normal(0, 0.05, tuple(layer.weight.shape)).astype(np.float32)))
-            layer.bias.zero_()
-    net.classifier = head
-    net.eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.zeros(1, 3, 224, 224),),
-            buf,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            dynamo=False,
-        )
-    model = onnx.load_from_string(buf.getvalue())
-    for key, value in {
-        META_CLASSES: json.dumps(CLASSES),
-        META_PREPROCESS: Preprocess().to_json(),
-        META_BACKBONE: "mobilenet_v2",
-        META_VERSION: "benchmark",
-    }.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
-    return f"MobileNetV2 224px, 4-class head; {source}"
+    save_checkpoint(path.parent / "checkpoint", net.eval(), info)
+    result = export_checkpoint(path.parent / "checkpoint", path)
+    source = f"ImageNet backbone from {weights_file}" if weights != "none" else "random backbone (no ../shared)"
+    return f"drsynth mobilenet_v2 224px, 4-class head, exported by drsynth.export ({source}; parity {result.max_abs_diff:.1e})"
 
 
 def load_images(count: int, *, seed: int) -> tuple[list[bytes], str]:
