@@ -198,7 +198,7 @@ def regions(tx: Texels, model: QuadrupedModel) -> dict[str, np.ndarray]:
     head_tf = model.bone_transforms({})["head"]
     # Head-local coordinates (rest): x along the head from the neck joint.
     hp = (p - head_tf[:3, 3]) @ head_tf[:3, :3]
-    stop_x = hi["xs"][0] - model.bones["head"].pivot[0] + hi["stop_t"] * hi["HL"]
+    stop_x = hi["stop_x"] - model.bones["head"].pivot[0]
     muzzle = head * _smooth(stop_x - 0.08 * hi["HL"], stop_x + 0.05 * hi["HL"], hp[:, 0])
     under = np.clip(-n[:, 1], 0, 1)
     belly = (torso | neck) * _smooth(0.15, 0.65, under)
@@ -304,7 +304,7 @@ def coat_colors(tx: Texels, model: QuadrupedModel, coat: Coat, seed: int) -> np.
         return _smooth(1 - 2 * width - 0.1, 1 - 2 * width + 0.1, s)
 
     if pat in ("tabby", "classic_tabby", "spotted"):
-        fq = 4.5 / coat.stripe_scale
+        fq = 8.0 / coat.stripe_scale
         torso_s = stripes(fq, p[:, 0] + 0.15 * p[:, 1])
         if pat == "classic_tabby":
             # Swirls on the flanks: rings round a centre on each side.
@@ -328,7 +328,9 @@ def coat_colors(tx: Texels, model: QuadrupedModel, coat: Coat, seed: int) -> np.
             + R["legs"] * leg_s * 0.9
         )
         m = m + R["tail"] * tail_s + head_lines + dorsal * 0.8
-        m = np.clip(m, 0, 1) * (1 - 0.7 * R["belly"]) * (1 - R["muzzle"] * 0.8)
+        broken = _smooth(-0.35, 0.05, noise.fbm(p + 7.0, 5.0, 2))  # mackerel stripes break into bars
+        m = np.clip(m, 0, 1) * (1 - 0.7 * R["belly"]) * (1 - R["muzzle"] * 0.8) * (0.35 + 0.65 * broken)
+        m = m * (1 - 0.6 * R["chest"])
         col = _lerp(col, sec, m * 0.9)
     elif pat == "ticked":
         col = col * (1 + 0.25 * noise.fbm(p, 40.0, 2))[:, None]
@@ -399,7 +401,7 @@ def coat_colors(tx: Texels, model: QuadrupedModel, coat: Coat, seed: int) -> np.
 
     # Countershading and low-frequency tone variation (real coats are never flat).
     col = _lerp(col, np.minimum(np.asarray(coat.base) * 1.35 + 0.08, 1.0), coat.belly_light * R["belly"])
-    col = col * (1.0 + 0.12 * var * noise.fbm(p + 5.5, 2.5, 3))[:, None]
+    col = col * (1.0 + 0.08 * var * noise.fbm(p + 5.5, 1.5, 2))[:, None]
 
     # White markings: chest/belly first, then paws, chin, muzzle, legs, collar, face, body (spotting order).
     if coat.white > 0:
@@ -435,34 +437,32 @@ def coat_colors(tx: Texels, model: QuadrupedModel, coat: Coat, seed: int) -> np.
 
 
 def _paint_mouth(col: np.ndarray, tx: Texels, model: QuadrupedModel, coat: Coat, R) -> np.ndarray:
-    """The lip line and (cats) the philtrum: thin dark lines on the muzzle."""
+    """The lip line and the philtrum: thin dark lines on the front of the muzzle."""
     hp = R["head_local"]
     hi = model.head_info
-    muz = R["muzzle"]
-    head_px = model.bones["head"].pivot
-    cy_tip = hi["cy"][-1] - head_px[1]
-    hh_tip = hi["hh"][int(len(hi["hh"]) * 0.85)]
-    tip_x = hi["xs"][-1] - head_px[0]
-    stop_x = R["stop_x"][0]
+    piv = model.bones["head"].pivot
+    mc = hi["muzzle_c"] - piv
+    mr = hi["muzzle_r"]
+    tip_x = hi["x_tip"] - piv[0]
     cat = model.a.species == "cat"
-    # Lip line: slightly below the muzzle's mid height, from the front to the mouth corner.
-    y_lip = cy_tip - (0.35 if cat else 0.25) * hh_tip
-    corner = stop_x + (0.45 if cat else 0.05) * (tip_x - stop_x)
-    along = _smooth(corner - 0.02 * hi["HL"], corner + 0.02 * hi["HL"], hp[:, 0])
-    thick = 0.045 * hh_tip * (1.0 if cat else 1.6)
-    line = muz * along * (1 - _smooth(thick * 0.5, thick * 1.5, np.abs(hp[:, 1] - y_lip)))
-    # Philtrum: from the nose down to the lip, on the midline at the front.
-    front = _smooth(tip_x - 0.25 * (tip_x - stop_x), tip_x, hp[:, 0])
+    head = R["head"]
+    y_lip = mc[1] - (0.12 if cat else 0.05) * mr[1] * 2
+    corner = tip_x - (0.9 if cat else 1.7) * mr[0]
+    along = _smooth(corner - 0.1 * mr[0], corner + 0.1 * mr[0], hp[:, 0])
+    thick = (0.035 if cat else 0.04) * mr[1] * 2
+    line = head * along * (1 - _smooth(thick * 0.5, thick * 1.5, np.abs(hp[:, 1] - y_lip)))
+    # Philtrum: from the nose down to the lip on the midline.
+    front = _smooth(tip_x - 0.5 * mr[0], tip_x - 0.2 * mr[0], hp[:, 0])
+    nose_y = mc[1] + (0.28 if cat else 0.22) * mr[1] * 2
     phil = (
-        muz
+        head
         * front
-        * (1 - _smooth(thick * 0.4, thick * 1.2, np.abs(hp[:, 2])))
+        * (1 - _smooth(thick * 0.4, thick * 1.2, np.abs(hp[:, 2] - mc[2])))
         * (hp[:, 1] > y_lip)
-        * (hp[:, 1] < cy_tip + 0.1 * hh_tip)
+        * (hp[:, 1] < nose_y)
     )
     m = np.clip(line + phil, 0, 1)
-    dark = np.array([0.05, 0.035, 0.035])
-    return _lerp(col, dark, m * 0.85)
+    return _lerp(col, np.array([0.06, 0.04, 0.04]), m * 0.7)
 
 
 # ---------------------------------------------------------------------------------------------- baking
@@ -601,11 +601,14 @@ def bake_atlas(
     )
     colors = coat_colors(tx, model, coat, seed)
     k = 0
-    amp = 0.16 + 0.14 * coat.fur_length
+    amp = 0.07 + 0.12 * coat.fur_length
     for r, w, h in slots:
         c = colors[k : k + w * h].reshape(h, w, 3)
         k += w * h
         f = _fur_field(h, w, coat, rng, texel_m)
+        # Streaks converge at the loft's end caps: fade them out there.
+        vv = (np.arange(h) + 0.5) / h
+        f = f * (_smooth(0.0, 0.1, vv) * _smooth(0.0, 0.1, 1.0 - vv))[:, None]
         shade = np.clip(1.0 + amp * f, 0.55, 1.45)[..., None]
         c = np.clip(c * shade, 0, 1)
         # Normal map from the streaks: tilt across the strands.
@@ -656,7 +659,8 @@ def eye_texture(coat: Coat, species: str, size: int = 128, seed: int = 0) -> np.
     # Catchlight: a small bright spot up and to one side of the pupil.
     hl = (np.hypot(z - 0.28, y - 0.32) < 0.13) & (alpha < 1.2)
     col = np.where(hl[..., None], np.array([0.95, 0.95, 0.95]), col)
-    return (np.clip(col, 0, 1) * 255 + 0.5).astype(np.uint8)
+    # Rows run with v; OpenGL samples v = 0 at the last row.
+    return (np.clip(col[::-1], 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def nose_texture(coat: Coat, species: str, size: int = 64) -> np.ndarray:
@@ -679,7 +683,7 @@ def nose_texture(coat: Coat, species: str, size: int = 64) -> np.ndarray:
         & (up > -0.75)
     )
     col = np.where(nost[..., None], base * 0.15, col)
-    return (np.clip(col, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return (np.clip(col[::-1], 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def paint_coat(

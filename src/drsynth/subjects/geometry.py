@@ -216,3 +216,77 @@ def merged_for_checks(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     m.merge_vertices(merge_tex=True, merge_norm=True)
     m.remove_unreferenced_vertices()
     return m
+
+
+# ---------------------------------------------------------------------------------------------- smooth bodies
+# Signed distance functions (negative inside) for organic shapes: a few ellipsoids blended with smooth unions
+# and meshed once by projecting a UV sphere onto the zero level set (fine for star-shaped bodies: heads,
+# paws), which keeps the sphere's UVs.
+
+
+def sdf_ellipsoid(p: np.ndarray, centre, radii) -> np.ndarray:
+    """Approximate signed distance to an ellipsoid (exact on the surface, good near it)."""
+    q = (np.asarray(p, dtype=np.float64) - np.asarray(centre, dtype=np.float64)) / np.asarray(
+        radii, dtype=np.float64
+    )
+    k0 = np.linalg.norm(q, axis=-1)
+    k1 = np.linalg.norm(q / np.asarray(radii, dtype=np.float64), axis=-1)
+    return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
+
+
+def smooth_union(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Polynomial smooth minimum: the union of two bodies with a fillet of size ~k."""
+    if k <= 0:
+        return np.minimum(a, b)
+    h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
+    return b * (1 - h) + a * h - k * h * (1 - h)
+
+
+def smooth_subtract(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Body a minus body b, with a fillet of size ~k."""
+    return -smooth_union(-a, b, k)
+
+
+def star_mesh(
+    sdf, centre, *, r_max: float, rows: int = 32, cols: int = 40, iterations: int = 28
+) -> trimesh.Trimesh:
+    """Mesh the zero level set of `sdf` (callable on N x 3 points) seen from `centre`: a UV sphere whose poles
+    lie on the X axis (v = 0 at -X, 1 at +X), each vertex moved along its ray to the surface by bisection.
+    The body must be star-shaped from `centre` and lie within `r_max` of it."""
+    c = np.asarray(centre, dtype=np.float64)
+    sphere = uv_sphere(1.0, rows=rows, cols=cols, axis="x")
+    n, m1 = sphere.metadata["loft_grid"]
+    dirs = sphere.vertices / np.maximum(np.linalg.norm(sphere.vertices, axis=1, keepdims=True), 1e-12)
+    lo = np.zeros(len(dirs))
+    hi = np.full(len(dirs), float(r_max))
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        inside = sdf(c + dirs * mid[:, None]) < 0
+        lo = np.where(inside, mid, lo)
+        hi = np.where(inside, hi, mid)
+    verts = c + dirs * (0.5 * (lo + hi))[:, None]
+    faces = sphere.faces
+    mesh = trimesh.Trimesh(
+        verts,
+        faces,
+        vertex_normals=welded_normals(verts, faces),
+        visual=trimesh.visual.TextureVisuals(uv=sphere.visual.uv.copy()),
+        process=False,
+    )
+    mesh.metadata["loft_grid"] = (n, m1)
+    return mesh
+
+
+def ray_to_surface(sdf, origin, direction, r_max: float, iterations: int = 40) -> np.ndarray:
+    """The point where the ray from `origin` (inside) along `direction` leaves the body."""
+    o = np.asarray(origin, dtype=np.float64)
+    d = np.asarray(direction, dtype=np.float64)
+    d = d / np.linalg.norm(d)
+    lo, hi = 0.0, float(r_max)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        if sdf((o + d * mid)[None])[0] < 0:
+            lo = mid
+        else:
+            hi = mid
+    return o + d * 0.5 * (lo + hi)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import trimesh
+from scipy import ndimage
 
 from drsynth.subjects import geometry as geo
 from drsynth.subjects.base import Part, Pose, Subject, SurfaceMaterial
@@ -261,14 +262,16 @@ class QuadrupedModel:
         self.torso_path = path
 
         # ---- neck -----------------------------------------------------------------------------------
-        neck_base = np.array([x_front - 0.1 * D, H - 0.42 * D, 0.0])
+        neck_base = np.array([x_front - 0.28 * D, H - 0.5 * D, 0.0])  # inside the chest: no visible seam
         ang = math.radians(a.neck_angle_deg)
         neck_len = a.neck_length_ratio * H
         neck_dir = np.array([math.cos(ang), math.sin(ang), 0.0])
         neck_end = neck_base + neck_dir * neck_len
         self._bone("neck", "body", neck_base)
         nr0 = a.neck_thickness * D * (1 + 0.35 * fluff)
-        nr1 = nr0 * 0.78
+        nr1 = min(
+            nr0 * 0.8, 0.42 * a.skull_height_ratio * a.skull_width_ratio * a.head_length * (1 + 0.3 * fluff)
+        )
         neck = geo.capsule_along(
             neck_base, neck_end, nr0, nr1, stations=self._seg(12), segments=self._seg(20)
         )
@@ -304,7 +307,7 @@ class QuadrupedModel:
         tail_base = np.array([x_rear - 0.02 * D, top_rear - 0.18 * D, 0.0])
         tl = a.tail_length_ratio * L
         seg_len = tl / TAIL_SEGMENTS
-        tr0 = a.tail_thickness * D * (1 + 0.8 * fluff)
+        tr0 = a.tail_thickness * D * 0.65 * (1 + 0.5 * fluff)
         parent = "body"
         pivot = tail_base
         carriage = math.radians(a.tail_carriage_deg)
@@ -330,8 +333,9 @@ class QuadrupedModel:
         g = np.random.default_rng(seed)
         r = g.normal(0.0, 1.0, (n, m))
         # Smooth a little along the path so tufts look like locks, not noise.
-        r = (r + np.roll(r, 1, 0) + np.roll(r, -1, 0)) / 3.0
-        return 1.0 + 0.05 * fluff * scale * r
+        r = ndimage.gaussian_filter(r, sigma=(1.2, 0.7), mode=("nearest", "wrap"))
+        r /= max(float(r.std()), 1e-6)
+        return 1.0 + 0.03 * fluff * scale * r
 
     def _leg(
         self, leg: str, joints: tuple[str, str, str], pts: list[np.ndarray], r: float, upper_scale: float
@@ -386,143 +390,183 @@ class QuadrupedModel:
         )
 
     def _build_head(self, joint: np.ndarray, neck_r: float) -> None:
+        """Skull, muzzle, cheeks, eyes, nose and ears. The head surface is a smooth union of ellipsoids
+        (cranium, muzzle, cheeks, chin, whisker pads, brows) meshed once from its signed distance."""
         a = self.a
+        cat = a.species == "cat"
         HL = a.head_length
         SW = a.skull_width_ratio * HL
         SH = a.skull_height_ratio * SW
         MW = a.muzzle_width_ratio * SW
         MH = a.muzzle_height_ratio * SH
         mf = a.muzzle_frac
-        n = self._seg(30)
-        segs = self._seg(32)
-        t = np.linspace(0.0, 1.0, n)
-        # Head axis along +X; the skull centre sits above-forward of the neck joint.
-        x0 = joint[0] - 0.15 * HL
-        xs = x0 + t * HL
-        stop_t = 1.0 - mf
-        blend = 1.0 / (1.0 + np.exp(-(t - stop_t) / 0.045))  # 0 skull -> 1 muzzle
-        hw = (1 - blend) * SW / 2 + blend * MW / 2
-        hh = (1 - blend) * SH / 2 + blend * MH / 2
-        # The muzzle hangs below the skull's axis: its top drops by the stop, its bottom stays near the jaw.
-        cy = joint[1] + 0.35 * SH + blend * (-(SH - MH) * (0.35 + 0.25 * a.stop))
-        # Forehead bulge over the eyes (the stop) and a slight muzzle taper towards the nose.
-        hw = hw * (1 - 0.12 * np.clip((t - stop_t) / max(mf, 1e-3), 0, 1))
-        hh = hh * (1 - 0.10 * np.clip((t - stop_t) / max(mf, 1e-3), 0, 1))
-        prof = geo.rounded_profile(t, 0.28, 0.12)
-        theta = np.linspace(0.0, 2 * np.pi, segs, endpoint=False)
-        ct, st = np.cos(theta), np.sin(theta)
-        radial = np.ones((n, segs))
-        # Cheeks / jowls: bulge on the lower sides around the stop.
-        cheek_t = np.exp(-(((t - (stop_t - 0.05)) / 0.14) ** 2))
-        cheek_a = np.exp(-(((np.abs(ct) - 0.75) / 0.3) ** 2)) * (st < 0.2)
-        radial *= 1 + 0.22 * a.cheek * cheek_t[:, None] * cheek_a[None, :]
-        # Jaw underside flatter, brow on top.
-        brow_t = np.exp(-(((t - (stop_t - 0.08)) / 0.08) ** 2))
-        radial *= 1 + 0.10 * a.stop * brow_t[:, None] * np.clip(st, 0, 1)[None, :] ** 2
-        # Whisker pads: two bumps at the front-lower sides of the muzzle (cats: pronounced).
-        pad_t = np.exp(-(((t - (1.0 - 0.3 * mf)) / 0.1) ** 2))
-        pad_a = np.exp(-(((ct - 0.0) / 0.9) ** 2)) * 0 + np.exp(-(((st + 0.3) / 0.45) ** 2)) * np.abs(ct)
-        radial *= 1 + (0.12 if a.species == "cat" else 0.05) * pad_t[:, None] * pad_a[None, :]
-        path = np.stack([xs, cy, np.full(n, joint[2])], -1)
-        tufts = self._tufts(n, segs, a.fluff * 0.6, seed=2)
+        ML = mf * HL  # muzzle length in front of the stop
+        rx, ry, rz = 0.5 * (1.0 - mf) * HL * 1.08, 0.5 * SH, 0.5 * SW
+        # Cranium centre: up and forward of the neck joint, so the neck enters the back of the skull.
+        C = joint + np.array([0.45 * rx, 0.35 * ry, 0.0])
+        x_tip = C[0] - rx + HL
+        mrx = max(0.62 * ML, 0.3 * rx)
+        m_c = np.array([x_tip - mrx, C[1] - ry + MH * 0.5 + 0.04 * SH, C[2]])
+        m_r = np.array([mrx, 0.5 * MH, 0.5 * MW])
+        ck = 1.0 + 0.35 * a.cheek
+        parts = [
+            ("cranium", C, np.array([rx, ry, rz])),
+            ("muzzle", m_c, m_r),
+        ]
+        cheeks = [
+            (
+                C + np.array([0.25 * rx, -0.4 * ry, s * 0.5 * rz]),
+                np.array([0.55 * rx, 0.5 * ry * ck, 0.5 * rz * ck]),
+            )
+            for s in (1.0, -1.0)
+        ]
+        pad_r = (0.36 if cat else 0.3) * MW * (1.0 + 0.3 * a.cheek * (not cat))
+        pads = [
+            (
+                np.array([x_tip - 0.85 * pad_r, m_c[1] - 0.1 * MH, s * 0.42 * MW]),
+                np.array([pad_r, pad_r * 0.85, pad_r]),
+            )
+            for s in (1.0, -1.0)
+        ]
+        chin = (
+            np.array([x_tip - 1.3 * mrx, m_c[1] - 0.42 * MH, C[2]]),
+            np.array([0.7 * mrx, 0.28 * MH, 0.36 * MW]),
+        )
+        brows = [
+            (C + np.array([0.62 * rx, 0.35 * ry, s * 0.38 * rz]), np.array([0.34 * rx, 0.3 * ry, 0.32 * rz]))
+            for s in (1.0, -1.0)
+        ]
+        k_muzzle = (0.5 - 0.35 * a.stop) * min(MH, MW)
+
+        def sdf(p: np.ndarray) -> np.ndarray:
+            d = geo.sdf_ellipsoid(p, C, parts[0][2])
+            d = geo.smooth_union(d, geo.sdf_ellipsoid(p, m_c, m_r), k_muzzle)
+            for c, r in cheeks:
+                d = geo.smooth_union(d, geo.sdf_ellipsoid(p, c, r), 0.25 * rz)
+            for c, r in pads:
+                d = geo.smooth_union(d, geo.sdf_ellipsoid(p, c, r), 0.35 * pad_r)
+            d = geo.smooth_union(d, geo.sdf_ellipsoid(p, *chin), 0.3 * MH)
+            if a.stop > 0.2:
+                for c, r in brows:
+                    d = geo.smooth_union(d, geo.sdf_ellipsoid(p, c, r * (0.7 + 0.3 * a.stop)), 0.3 * ry)
+            return d
+
+        centre = C + np.array([0.25 * rx, -0.2 * ry, 0.0])
+        r_max = 1.6 * max(HL, SW, SH)
+        head = geo.star_mesh(sdf, centre, r_max=r_max, rows=self._seg(34), cols=self._seg(40))
+        n_, m1_ = head.metadata["loft_grid"]
+        tufts = self._tufts(n_, m1_ - 1, a.fluff * 0.5, seed=2)
         if tufts is not None:
-            radial = radial * tufts
-        head = geo.sweep(path, hw * prof, hh * prof, segments=segs, exponent=2.2, radial=radial)
+            t2 = np.concatenate([tufts, tufts[:, :1]], axis=1).reshape(-1)
+            v = head.vertices.copy()
+            v[: n_ * m1_] = centre + (v[: n_ * m1_] - centre) * t2[:, None]
+            head = trimesh.Trimesh(
+                v,
+                head.faces,
+                vertex_normals=geo.welded_normals(v, head.faces),
+                visual=head.visual,
+                process=False,
+                metadata=dict(head.metadata),
+            )
         self._add("head", "head", head)
-        self.head_info = dict(xs=xs, cy=cy, hw=hw * prof, hh=hh * prof, stop_t=stop_t, SW=SW, SH=SH, HL=HL)
+        stop_x = x_tip - ML
+        self.head_info = dict(
+            C=C,
+            rx=rx,
+            ry=ry,
+            rz=rz,
+            x_tip=x_tip,
+            stop_x=stop_x,
+            SW=SW,
+            SH=SH,
+            HL=HL,
+            MH=MH,
+            MW=MW,
+            muzzle_c=m_c,
+            muzzle_r=m_r,
+        )
+        self._head_sdf = sdf
 
-        # ---- eyes --------------------------------------------------------------------------------------
+        # ---- eyes: on the front of the cranium, looking forward (cats) or forward-out (dogs) -------------
         er = a.eye_size * SW
-        i_e = int(np.argmin(np.abs(t - (stop_t - 0.04))))
-        ex = xs[i_e]
         for side, zs in (("l", 1.0), ("r", -1.0)):
-            # Place the eye on the skull's surface at the chosen spacing, sunk into it by ~half its radius.
-            ez = zs * a.eye_spacing * hw[i_e] * prof[i_e]
-            frac = min(abs(ez) / max(hw[i_e] * prof[i_e], 1e-6), 0.95)
-            ey = cy[i_e] + hh[i_e] * prof[i_e] * math.sqrt(1 - frac**2) * 0.55
-            centre = np.array([ex + 0.35 * er, ey, ez])
-            outward = np.array([a.eye_forward * 1.0 + 0.25, 0.08, zs * (1.0 - a.eye_forward) + zs * 0.15])
-            outward /= np.linalg.norm(outward)
-            centre = centre + outward * 0.15 * er
+            aim = np.array([C[0] + rx, C[1] + (0.12 if cat else 0.2) * ry, zs * a.eye_spacing * rz * 0.95])
+            surface = geo.ray_to_surface(sdf, C, aim - C, r_max)
+            gaze = np.array([0.35 + 1.1 * a.eye_forward, 0.1, zs * (1.2 - a.eye_forward)])
+            gaze /= np.linalg.norm(gaze)
+            centre_e = surface - gaze * 0.42 * er
             eye = geo.uv_sphere(er, rows=self._seg(12), cols=self._seg(16), axis="x")
-            eye.apply_transform(_align_x_to(outward))
-            eye.apply_translation(centre)
+            eye.apply_transform(_align_x_to(gaze))
+            eye.apply_translation(centre_e)
             self._add(f"eye_{side}", "head", eye, kind="eye")
-            self.keypoints[f"eye_{side}"] = ("head", centre - self.bones["head"].pivot, er)
+            self.keypoints[f"eye_{side}"] = ("head", centre_e - self.bones["head"].pivot, er)
 
-        # ---- nose -------------------------------------------------------------------------------------
-        tip = np.array([xs[-1], cy[-1], joint[2]])
-        nw = MW * (0.42 if a.species == "dog" else 0.3)
-        nh = MH * (0.38 if a.species == "dog" else 0.22)
-        nd = nw * 0.55
+        # ---- nose: on the front of the muzzle, upper half ---------------------------------------------------
+        nw = MW * (0.52 if not cat else 0.3)
+        nh = MH * (0.36 if not cat else 0.2)
+        nd = nw * (0.5 if not cat else 0.35)
+        ny = m_c[1] + (0.22 if not cat else 0.28) * MH
+        front = geo.ray_to_surface(sdf, np.array([m_c[0], ny, C[2]]), [1.0, 0.0, 0.0], r_max)
+        k = 8
         npath = np.stack(
-            [
-                np.linspace(tip[0] - nd * 1.1, tip[0] + 0.1 * nd, 8),
-                np.full(8, tip[1] + 0.12 * MH / 2 + (0.15 * MH if a.species == "dog" else 0.32 * MH) * 0.5),
-                np.zeros(8) + tip[2],
-            ],
-            -1,
+            [np.linspace(front[0] - nd, front[0] + 0.25 * nd, k), np.full(k, ny), np.full(k, C[2])], -1
         )
-        nprof = geo.rounded_profile(np.linspace(0, 1, 8), 0.3, 0.55)
-        # Cat noses are triangles pointing down: narrow the lower half.
+        nprof = geo.rounded_profile(np.linspace(0, 1, k), 0.3, 0.55)
         nt = np.linspace(0.0, 2 * np.pi, 16, endpoint=False)
-        nrad = (
-            np.ones((8, 16)) * (1 - (0.35 if a.species == "cat" else 0.1) * np.clip(-np.sin(nt), 0, 1))[None]
-        )
-        nose = geo.sweep(npath, nw / 2 * nprof, nh / 2 * nprof, segments=16, exponent=2.6, radial=nrad)
+        # Ring angle pi/2 points down here: noses are narrower below (cats: a triangle pointing down).
+        nrad = np.ones((k, 16)) * (1 - (0.4 if cat else 0.15) * np.clip(np.sin(nt), 0, 1))[None]
+        nose = geo.sweep(npath, nw / 2 * nprof, nh / 2 * nprof, segments=16, exponent=2.4, radial=nrad)
         self._add("nose", "head", nose, kind="nose")
 
         # ---- ears -------------------------------------------------------------------------------------
         el = a.ear_length * HL
         ew = a.ear_width * el
-        i_a = int(np.argmin(np.abs(t - 0.3 * stop_t)))
+        phi = math.radians(20 + 62 * a.ear_set)  # from the top of the skull towards its side
         for side, zs in (("l", 1.0), ("r", -1.0)):
-            # Ear base on the skull: angle from the top towards the side.
-            phi = math.radians(25 + 55 * a.ear_set)
-            bx = xs[i_a]
-            by = cy[i_a] + hh[i_a] * prof[i_a] * math.cos(phi) * 0.92
-            bz = zs * hw[i_a] * prof[i_a] * math.sin(phi) * 0.92
-            base = np.array([bx, by, bz])
-            bone = self._bone(f"ear_{side}", "head", base)
-            del bone
+            d = np.array([-0.15 * rx, math.cos(phi) * ry, zs * math.sin(phi) * rz])
+            base = geo.ray_to_surface(sdf, C, d, r_max) - 0.15 * (geo.ray_to_surface(sdf, C, d, r_max) - C)
+            self._bone(f"ear_{side}", "head", base)
             ear = self._ear(el, ew, zs)
             ear.apply_translation(base)
             self._add(f"ear_{side}", f"ear_{side}", ear)
 
     def _ear(self, el: float, ew: float, zs: float) -> trimesh.Trimesh:
-        """An ear in the ear-bone frame (base at the origin): a cupped leaf that bends outwards and down
-        with floppiness."""
+        """An ear in the ear-bone frame (base at the origin). Erect ears are cupped triangles facing forward
+        and a little outward; floppy ears fold outwards at the base and hang against the side of the head."""
         a = self.a
         n = self._seg(14)
         m = self._seg(16)
         t = np.linspace(0.0, 1.0, n)
         flop = a.ear_floppiness
         tilt = math.radians(a.ear_tilt_deg)
-        # Bend angle (from vertical, outwards) grows along the ear: erect ears tilt, floppy ears fold over.
-        ang = tilt + flop * (2.6 * np.clip(t * 1.6 - 0.1, 0, 1) ** 0.8)
+        # Bend from vertical towards the outside; floppy ears fold over near the base then hang.
+        ang = tilt + flop * (2.85 * np.clip(t / 0.18, 0, 1) + 0.35 * np.clip(t - 0.18, 0, 1))
         seg = el / (n - 1)
         y = np.concatenate([[0.0], np.cumsum(np.cos(ang[:-1]) * seg)])
         z = np.concatenate([[0.0], np.cumsum(np.sin(ang[:-1]) * seg)]) * zs
-        x = -0.1 * el * t  # ears sweep slightly back
+        x = -0.12 * el * t * (1 - flop) - 0.08 * el * flop * t
         path = np.stack([x, y, z], -1)
-        # Width: triangular (pointed) to rounded leaf; thickness thin.
-        tip_shape = (
-            (1 - t) ** (1.0 - 0.6 * a.ear_roundness)
-            if a.ear_roundness < 0.9
-            else np.sqrt(np.clip(1 - t**2, 0, 1))
+        # Width: pointed triangle to rounded leaf.
+        r = a.ear_roundness
+        pointed = 1.0 - t
+        rounded = np.sqrt(np.clip(1.0 - t**2, 0.0, 1.0)) * (1.0 - 0.25 * t)
+        width = (
+            ew / 2 * np.maximum((1 - r) * pointed + r * rounded, 0.03) * (1 + 0.25 * flop * np.sin(np.pi * t))
         )
-        width = ew / 2 * np.maximum(tip_shape, 0.04) * (1 + 0.3 * flop * np.sin(np.pi * t))
-        thick = np.maximum(0.08 * ew * (1 - 0.6 * t), 0.01 * ew) * (1 + 0.5 * a.fluff)
+        thick = np.maximum(0.07 * ew * (1 - 0.7 * t), 0.012 * ew) * (1 + 0.4 * a.fluff)
         theta = np.linspace(0.0, 2 * np.pi, m, endpoint=False)
-        # Cupped: the front face is concave (edges pushed forward).
+        # The ear's broad face points forward for erect ears and outward for hanging ones.
+        # Face normal (cos g, 0, zs sin g): forward for erect ears, outward for hanging ones; width axis
+        # perpendicular to it in the horizontal plane.
+        g = 0.35 + 1.1 * flop
+        w_axis = np.array([-zs * math.sin(g), 0.0, math.cos(g)])
+        _, sides, ups = geo.transport_frames(path, side=w_axis)
         ring_w = width[:, None] * np.cos(theta)[None]
-        ring_h = thick[:, None] * np.sin(theta)[None] - 0.35 * width[:, None] * np.cos(theta)[None] ** 2 * (
-            1 - 0.7 * flop
-        )
-        _, sides, ups = geo.transport_frames(path, side=(1.0, 0.0, 0.0))
+        # Cupped: the edges curl towards the front of the ear (erect ears), shallower when hanging.
+        cup = 0.3 * (1 - 0.6 * flop)
+        ring_h = thick[:, None] * np.sin(theta)[None] + cup * width[:, None] * (np.cos(theta)[None] ** 2)
         rings = path[:, None, :] + ring_w[..., None] * sides[:, None, :] + ring_h[..., None] * ups[:, None, :]
-        # Close the base into the head a little.
-        rings[0] = path[0] + 0.6 * (rings[0] - path[0]) - np.array([0, 0.15 * el, 0])
+        rings[0] = path[0] + 0.7 * (rings[0] - path[0]) - np.array([0, 0.12 * el, 0])
         return geo.loft(rings)
 
     # -- pose ------------------------------------------------------------------------------------------
