@@ -73,6 +73,24 @@ def test_init_stores_only_and_load_makes_ready(model_path, caplog):
     assert p.max_batch == 1  # auto: no batching on CPU (measured no faster), 32 on CUDA
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
+def test_load_warns_when_cuda_silently_falls_back(model_path, caplog, monkeypatch):
+    # Asking this (CPU-only) onnxruntime for CUDA reproduces onnxruntime-gpu's silent fallback.
+    import drsynth.serve.model as serve_model
+
+    monkeypatch.setattr(
+        serve_model,
+        "available_providers",
+        lambda prefer_gpu=True: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    p = OnnxPredictor("m", model_path)
+    with caplog.at_level(logging.INFO, logger="drsynth.serve"):
+        p.load()
+    assert p.classifier.providers == ["CPUExecutionProvider"]
+    assert "fell back to ['CPUExecutionProvider']" in caplog.text
+    assert p.max_batch == 1  # the batch default follows what the session really got
+
+
 def test_load_missing_model_is_a_clear_error(tmp_path):
     from drsynth.errors import ModelError
 
