@@ -1,9 +1,80 @@
-"""`drsynth` commands for the realism area (registered by drsynth.cli)."""
+"""`drsynth realism`: does this subject read as a cat? (registered by drsynth.cli)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+
+    @app.command()
+    def realism(
+        scenario: Path = typer.Option(
+            ..., "--scenario", help="Scenario YAML (e.g. assets/scenarios/cats_dogs.yaml)."
+        ),
+        count: int = typer.Option(200, "--count", help="Images to render and score (classes alternate)."),
+        weights: str | None = typer.Option(
+            None,
+            "--weights",
+            help="torchvision mobilenet_v2 ImageNet state dict (.pth/.safetensors); default: torchvision's "
+            "own ImageNet weights (downloaded once, needs network).",
+        ),
+        out: Path | None = typer.Option(
+            None,
+            "--out",
+            help="Report folder (realism.json, least_recognized.png, index.html); default realism-<scenario>.",
+        ),
+        seed: int | None = typer.Option(None, "--seed", help="Scenario seed (default: the scenario's)."),
+        start: int = typer.Option(0, "--start", help="First image index."),
+        classes: list[str] = typer.Option([], "--class", help="Only these classes (repeatable)."),
+        per_breed: bool = typer.Option(True, "--per-breed/--per-class", help="Print every breed / model."),
+    ) -> None:
+        """Render N images and report the share an ImageNet classifier puts in the right ImageNet group (cat
+        281-285, dog 151-268, bicycle 444/671, car 407/436/...), per class and per breed or model, with a
+        contact sheet of the least recognised breeds."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.table import Table
+
+        from drsynth import realism as rl
+        from drsynth.config import load_scenario
+
+        sc = load_scenario(scenario, seed=seed, classes=classes or None)
+        for c in sc.class_names:
+            rl.imagenet_group(c)
+        console = Console(stderr=True)
+        console.print(
+            f"realism: {count} images of '{sc.name}' (seed {sc.seed}, classes {', '.join(sc.class_names)}), "
+            f"classifier mobilenet_v2 ({weights or 'torchvision ImageNet weights'})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        with Progress(
+            TextColumn("[bold]render + classify"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("realism", total=count)
+            result = rl.run_realism(
+                sc,
+                count,
+                weights=weights,
+                start=start,
+                progress=lambda d, t: progress.update(task, completed=d),
+            )
+        out_dir = out or Path(f"realism-{sc.name}")
+        paths = rl.write_report(result, out_dir, scenario_name=sc.name, weights=weights)
+        table = Table(title=f"recognised by ImageNet mobilenet_v2 (top-1 in the class's group), {sc.name}")
+        for col in ("class / breed", "recognised", "n", "commonest misses"):
+            table.add_column(col)
+        for name, frac, n, misses in rl.format_table(result.summary, per_breed=per_breed):
+            table.add_row(name, frac, str(n), misses)
+        Console().print(table)
+        console.print(
+            f"report: {paths['html']} ({paths['json'].name}, {paths['sheet'].name})", highlight=False
+        )
