@@ -165,6 +165,30 @@ class RenderMetrics(_StepMetrics):
             registry=r,
         )
 
+    def count_image(self, class_name: str, seconds: float, occluder_tries: int = 1) -> None:
+        """One image done: by class, its time, and its occluder layouts beyond the first."""
+        self.images.labels(class_name).inc()
+        self.image_seconds.observe(seconds)
+        if occluder_tries > 1:
+            self.occlusion_retries.inc(occluder_tries - 1)
+
+    def failed_subjects_by_class(self) -> dict[str, float]:
+        """This process's failed-subject counts (a worker returns them to the parent)."""
+        return {
+            s.labels["class"]: s.value
+            for fam in self.failed_subjects.collect()
+            for s in fam.samples
+            if s.name.endswith("_total")
+        }
+
+    def merge_failed_subjects(self, worker_counts: dict[str, float]) -> None:
+        """Fold in a worker's counts. Every worker loads the same subject pool, so take the largest, not
+        the sum."""
+        have = self.failed_subjects_by_class()
+        for class_name, n in worker_counts.items():
+            if n > have.get(class_name, 0.0):
+                self.failed_subjects.labels(class_name).inc(n - have.get(class_name, 0.0))
+
 
 class PackageMetrics(_StepMetrics):
     """`drsynth package` / `import-images`: samples, shards and bytes uploaded, retries, upload time."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from drsynth import __version__
+from drsynth import __version__, metrics
 from drsynth.config import Scenario
 from drsynth.errors import ConfigError, DrsynthError, RenderError
 from drsynth.fsutil import atomic_write_bytes, atomic_write_json
@@ -252,11 +252,17 @@ def _init_worker(scenario_json: dict, samples_dir: str, lp_threads: str) -> None
     _WORKER_OUT = Path(samples_dir)
 
 
-def _render_chunk(indices: list[int]) -> list[int]:
+def _render_chunk(indices: list[int]) -> tuple[list[tuple[str, float, int]], dict[str, float]]:
+    """Render and write `indices`; returns (class, seconds, occluder tries) per image and this worker's
+    failed-subject counts, for the parent's metrics (worker processes have their own registries)."""
     assert _WORKER is not None and _WORKER_OUT is not None
+    stats = []
     for i in indices:
-        write_sample(_WORKER_OUT, _WORKER.render(i), _WORKER.scenario.render.jpeg_quality)
-    return indices
+        t = time.perf_counter()
+        s = _WORKER.render(i)
+        write_sample(_WORKER_OUT, s, _WORKER.scenario.render.jpeg_quality)
+        stats.append((s.record["class"], time.perf_counter() - t, s.record["occluder_tries"]))
+    return stats, metrics.render().failed_subjects_by_class()
 
 
 @dataclass
@@ -298,6 +304,9 @@ def render_range(
     wanted = range(start, start + count)
     skip = done_indices(out_dir, wanted)
     todo = [i for i in wanted if i not in skip]
+    m = metrics.render()  # the step's handle under `metrics.step("render")` (the CLI)
+    m.planned.set(count)
+    m.skipped.inc(len(skip))
     t0 = time.perf_counter()
     if on_progress:
         on_progress(0, len(todo))
@@ -315,7 +324,10 @@ def render_range(
         t0 = time.perf_counter()  # count rendering, not the pool set-up, in images/s
         try:
             for i in todo:
-                write_sample(samples_dir, worker.render(i), scenario.render.jpeg_quality)
+                t = time.perf_counter()
+                sample = worker.render(i)
+                write_sample(samples_dir, sample, scenario.render.jpeg_quality)
+                m.count_image(sample.record["class"], time.perf_counter() - t, sample.record["occluder_tries"])
                 done += 1
                 if on_progress:
                     on_progress(done, len(todo))
@@ -334,7 +346,11 @@ def render_range(
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for f in finished:
-                    done += len(f.result())  # re-raises a worker's error here
+                    stats, failed_subjects = f.result()  # re-raises a worker's error here
+                    done += len(stats)
+                    for image in stats:
+                        m.count_image(*image)
+                    m.merge_failed_subjects(failed_subjects)
                     if on_progress:
                         on_progress(done, len(todo))
         except BaseException:

@@ -67,7 +67,12 @@ def register(app: typer.Typer) -> None:
                 rate = f"{done / elapsed:.1f} img/s" if done and elapsed > 0 else "starting workers"
                 progress.update(task, completed=done, rate=rate)
 
-            summary = render_range(sc, out, start=start, count=count, workers=n_workers, on_progress=on_progress)
+            from drsynth import metrics
+
+            with metrics.step("render"):
+                summary = render_range(
+                    sc, out, start=start, count=count, workers=n_workers, on_progress=on_progress
+                )
         skipped = f", {summary.skipped} already done" if summary.skipped else ""
         console.print(
             f"rendered {summary.rendered} images in {summary.seconds:.1f} s "

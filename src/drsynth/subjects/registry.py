@@ -50,7 +50,10 @@ def build_pool(
         from drsynth.subjects.imported import load_models
 
         def _warn(path: str, reason: str) -> None:
+            from drsynth import metrics
+
             log.warning("skipping model %s: %s", path, reason)
+            metrics.render().failed_subjects.labels(class_name).inc()
 
         subjects += load_models(cfg.models_dir, class_name, on_error=on_skip or _warn)
     if not subjects:
