@@ -18,6 +18,15 @@ from drsynth.onnx_model import OnnxClassifier, softmax
 from drsynth.preprocess import preprocess_batch
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on shared CI cores: extra torch threads only spin; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     return small_checkpoint(tmp_path_factory.mktemp("ckpt") / "small")
@@ -205,9 +214,8 @@ def test_mobilenet_v2_train_export_evaluate(shared, tmp_path):
     result = export_checkpoint(ckpt, tmp_path / "mnv2.onnx")
     assert result.max_abs_diff <= 1e-4
     res = evaluate(
-        tmp_path / "mnv2.onnx", {"shapes": str(data)}, out_dir=tmp_path / "eval", device="cpu", progress=False
+        tmp_path / "mnv2.onnx", {"shapes": str(data)}, out_dir=tmp_path / "eval", device="cpu", threads=1, progress=False
     )
     assert res.backbone == "mobilenet_v2" and res.domains["shapes"].n == 32
-    assert (
-        res.domains["shapes"].accuracy >= 0.75
-    )  # frozen ImageNet features separate red circles from green squares
+    # frozen ImageNet features separate red circles from green squares after two epochs of the head
+    assert res.domains["shapes"].accuracy >= 0.75

@@ -26,6 +26,15 @@ FEATURE_DIMS = {
 HEAVY = {"vgg16", "resnet50", "convnext_tiny"}  # a few seconds each just to initialise
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on shared CI cores: extra torch threads only spin; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_table_lists_every_backbone_of_the_issue():
     assert set(BACKBONES) == set(FEATURE_DIMS)
 
@@ -87,6 +96,7 @@ def test_imagenet_weights_unreachable_gives_actionable_error(tmp_path):
         "HTTPS_PROXY": "http://127.0.0.1:9",
         "no_proxy": "",
         "NO_PROXY": "",
+        "OMP_NUM_THREADS": "1",
     }
     code = (
         "from drsynth.models import build_model\n"

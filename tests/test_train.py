@@ -20,6 +20,15 @@ from drsynth.preprocess import Preprocess, preprocess_batch, preprocess_image
 from drsynth.train import Precision, TrainConfig, evaluate, main, train_one_epoch
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models on shared CI cores: extra torch threads only spin; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _photo(w: int = 90, h: int = 61, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
@@ -58,6 +67,17 @@ def test_train_transform_is_seeded_per_key_and_view_and_leaves_global_rng_alone(
     lo = (0 - np.asarray(pp.mean)) / np.asarray(pp.std)
     hi = (1 - np.asarray(pp.mean)) / np.asarray(pp.std)
     assert (a.amin((1, 2)).numpy() >= lo - 1e-5).all() and (a.amax((1, 2)).numpy() <= hi + 1e-5).all()
+
+
+def test_rotation_leaves_no_black_corners():
+    """Rotation happens on a slightly larger crop that is then centre-cropped: a flat image stays flat."""
+    for size in (32, 224):
+        pp = Preprocess.for_size(size)
+        t = train_transform(pp, AugmentConfig(brightness=0, rotation_deg=10))
+        flat = Image.new("RGB", (300, 200), (200, 200, 200))
+        for view in range(10):
+            x = seeded_view(t, flat, seed=0, key="k", view=view)
+            assert torch.equal(x, x[:, :1, :1].expand_as(x)), (size, view)
 
 
 def test_augmentation_switches_and_validation():

@@ -1,8 +1,8 @@
 """Image -> tensor transforms for training: the paper's train-time augmentation, and the eval transform.
 
 The paper: "random cropping, zooming, horizontal flipping, and slight rotations and brightness adjustments".
-Here that is torchvision.transforms.v2 on PIL images: a slight rotation, a random resized crop (crop + zoom),
-a horizontal flip and a brightness jitter, then to a normalised float tensor. The eval transform *is*
+Here that is torchvision.transforms.v2 on PIL images: a random resized crop (crop + zoom), a slight rotation
+(with no black corners), a horizontal flip and a brightness jitter, then a normalised float tensor. The eval transform *is*
 `drsynth.preprocess.preprocess_image`, so validation during training sees exactly what `drsynth evaluate`,
 the ONNX model and the server see.
 
@@ -12,6 +12,7 @@ Augmentation draws from torch's RNG. `seeded_view` makes one augmented view a pu
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 
@@ -33,7 +34,9 @@ class AugmentConfig(BaseModel):
 
     enabled: bool = Field(True, description="false: train on the eval transform (no augmentation)")
     crop_scale: tuple[float, float] = Field(
-        (0.5, 1.0), description="random resized crop: area fraction range of the source image (crop + zoom)"
+        (0.6, 1.0),
+        description="random resized crop: area fraction range of the source image (crop + zoom); with rotation "
+        "the output keeps the centre (cos r + sin r)^-2 of that crop (75% at 10 deg)",
     )
     crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="aspect ratio range of the crop")
     hflip_p: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
@@ -75,17 +78,23 @@ def train_transform(pp: Preprocess, cfg: AugmentConfig | None = None) -> ImageTr
     if not cfg.enabled:
         return EvalTransform(pp)
     steps: list[Callable] = []
+    crop = pp.image_size
     if cfg.rotation_deg > 0:
-        # before the crop, so the black corners it leaves are mostly cropped away
-        steps.append(v2.RandomRotation(cfg.rotation_deg, interpolation=v2.InterpolationMode.BILINEAR))
+        # Crop a little larger, rotate, then centre-crop: the largest axis-aligned square inside a square of
+        # side L turned by t is L / (cos t + sin t), so no black corners reach the output. Rotating the small
+        # crop instead of the source image is also ~10x cheaper.
+        t = math.radians(min(cfg.rotation_deg, 45.0))
+        crop = math.ceil(pp.image_size * (math.cos(t) + math.sin(t)))
     steps.append(
         v2.RandomResizedCrop(
-            pp.image_size,
-            scale=cfg.crop_scale,
-            ratio=cfg.crop_ratio,
-            interpolation=v2.InterpolationMode.BILINEAR,
+            crop, scale=cfg.crop_scale, ratio=cfg.crop_ratio, interpolation=v2.InterpolationMode.BILINEAR
         )
     )
+    if cfg.rotation_deg > 0:
+        steps += [
+            v2.RandomRotation(cfg.rotation_deg, interpolation=v2.InterpolationMode.BILINEAR),
+            v2.CenterCrop(pp.image_size),
+        ]
     if cfg.hflip_p > 0:
         steps.append(v2.RandomHorizontalFlip(cfg.hflip_p))
     if cfg.brightness or cfg.contrast or cfg.saturation:

@@ -79,6 +79,11 @@ class TrainConfig(BaseModel):
     cache_views: int = Field(
         2, ge=0, description="frozen backbone: augmented views cached per image (0: off)"
     )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads while training (default: torch's; set it to the pod's CPU limit)",
+    )
     workers: int | None = Field(
         None, ge=0, description="DataLoader workers (default: CPU cores - 1, at most 8)"
     )
@@ -243,24 +248,26 @@ def choose_precision(amp: str, device: torch.device) -> Precision:
     return Precision(device.type, torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-@dataclass
 class RunningStats:
-    loss_sum: float = 0.0
-    correct: int = 0
-    n: int = 0
+    """Loss and accuracy sums kept on the device: reading them synchronises, so the loop reads them rarely."""
+
+    def __init__(self) -> None:
+        self.loss_sum: torch.Tensor | float = 0.0
+        self.correct: torch.Tensor | int = 0
+        self.n = 0
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        self.loss_sum += float(loss) * len(labels)
-        self.correct += int((logits.argmax(1) == labels).sum())
+        self.loss_sum = self.loss_sum + loss.float() * len(labels)
+        self.correct = self.correct + (logits.argmax(1) == labels).sum()
         self.n += len(labels)
 
     @property
     def loss(self) -> float:
-        return self.loss_sum / max(self.n, 1)
+        return float(self.loss_sum) / max(self.n, 1)
 
     @property
     def accuracy(self) -> float:
-        return self.correct / max(self.n, 1)
+        return int(self.correct) / max(self.n, 1)
 
 
 def train_one_epoch(
@@ -286,7 +293,7 @@ def train_one_epoch(
     stats = RunningStats()
     params = [p for p in model.parameters() if p.requires_grad]
     metric = metrics.train()
-    start = time.perf_counter()
+    start = shown = time.perf_counter()
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last and not features_in:
@@ -318,12 +325,17 @@ def train_one_epoch(
             optimizer.step()
         stats.update(loss.detach(), logits.detach(), y)
         metric.images.inc(len(y))
-        if on_batch is not None:
-            on_batch(stats, time.perf_counter() - start)
+        now = time.perf_counter()
+        if on_batch is not None and now - shown >= 0.5:  # reading the stats waits for the device
+            on_batch(stats, now - start)
+            shown = now
+    loss_value, accuracy = stats.loss, stats.accuracy  # synchronises: the clock below includes all work
     seconds = time.perf_counter() - start
+    if on_batch is not None:
+        on_batch(stats, seconds)
     return {
-        "loss": stats.loss,
-        "accuracy": stats.accuracy,
+        "loss": loss_value,
+        "accuracy": accuracy,
         "n": stats.n,
         "seconds": seconds,
         "images_per_s": stats.n / seconds if seconds > 0 else 0.0,
@@ -395,6 +407,18 @@ class TrainResult:
 
 def main(cfg: TrainConfig) -> TrainResult:
     """Train per `cfg`; writes the checkpoint folder `cfg.out` (atomically, when training finishes)."""
+    threads_before = torch.get_num_threads()
+    if cfg.threads:
+        # torch sizes its pool by the host's cores, not a container's CPU limit; oversubscribed
+        # threads spin and can make small models several times slower
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(cfg: TrainConfig) -> TrainResult:
     out = Path(cfg.out)
     if out.exists() and not cfg.overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise ConfigError(

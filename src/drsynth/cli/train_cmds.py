@@ -60,6 +60,7 @@ def train_cmd(
         None, "--workers", min=0, help="DataLoader workers (default: cores - 1)"
     ),
     seed: int | None = typer.Option(None, "--seed", min=0, help="default 0"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)"),
     device: str | None = typer.Option(None, "--device", help="auto (default), cpu or cuda"),
     amp: str | None = typer.Option(
         None, "--amp", help="CUDA autocast: auto (bf16, else fp16), bf16, fp16, off"
@@ -93,6 +94,7 @@ def train_cmd(
         "val_fraction": val_fraction,
         "workers": workers,
         "seed": seed,
+        "threads": threads,
         "device": device,
         "amp": amp,
     }
