@@ -292,3 +292,23 @@ def test_gpu_memory_is_recorded_on_cuda(run_env):
         m.observe_gpu_memory(block.device)
     assert m.value("drsynth_train_gpu_memory_bytes", {"kind": "allocated"}) >= 4 << 20
     assert m.value("drsynth_train_gpu_memory_bytes", {"kind": "max_allocated"}) >= 4 << 20
+
+
+def test_serve_metric_names_and_labels_are_stable():
+    """drsynth serve's series (defined in drsynth.serve.metrics, used by the dashboard) are pinned too."""
+    serve_metrics = pytest.importorskip("drsynth.serve.metrics")
+    from prometheus_client import Counter, Histogram
+
+    found = {}
+    for value in vars(serve_metrics).values():
+        if isinstance(value, Counter | Histogram):
+            fam = next(iter(value.describe()))
+            suffix = "_total" if fam.type == "counter" else ""
+            found[fam.name + suffix] = (fam.type, tuple(value._labelnames))
+    assert found == {
+        "drsynth_serve_requests_total": ("counter", ("route", "code", "outcome")),
+        "drsynth_serve_request_seconds": ("histogram", ("route",)),
+        "drsynth_serve_instances_total": ("counter", ("model_name",)),
+        "drsynth_serve_batch_size": ("histogram", ("model_name",)),
+    }
+    assert {serve_metrics.outcome(c) for c in (200, 404, 503)} == {"ok", "client_error", "server_error"}
