@@ -77,6 +77,10 @@ def _import_gl():
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
     if not hasattr(np, "infty"):
         np.infty = np.inf  # pyrender 0.1.45 still uses the NumPy 1 alias
+    # Triton's libtriton bundles its own LLVM; loading it after Mesa's llvmpipe has initialised crashes the
+    # process (seen: `import torchvision` after a render -> SIGSEGV). Loaded first, both coexist. ~1 s.
+    with contextlib.suppress(ImportError):
+        import triton._C.libtriton  # noqa: F401
     import OpenGL.GL as gl
     import pyrender
 
@@ -135,7 +139,11 @@ in vec3 w_pos;
 in vec3 w_normal;
 in vec2 uv;
 in vec4 light_pos;
-out vec4 frag_color;
+layout(location = 0) out vec4 frag_color;
+layout(location = 1) out vec4 subject_mask;
+uniform float fade_start;
+uniform float fade_end;
+uniform float mask_visible;
 uniform vec4 base_color;
 uniform float metallic;
 uniform float roughness;
@@ -200,7 +208,12 @@ void main() {
             color += (diffuse + spec) * light_rgb[i] * nl * lit;
         }
     }
-    frag_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+    // The far ground fades out (premultiplied alpha) so the sky composited behind it has no hard edge.
+    float fade = clamp((fade_end - length(w_pos - cam_pos)) / (fade_end - fade_start), 0.0, 1.0);
+    frag_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)) * fade, fade);
+    // Subject masks: R = subject drawn here (all of it: the subject is drawn first), G = still visible
+    // (occluders drawn later in front clear G through a colour mask). Ground writes nothing here.
+    subject_mask = vec4(1.0, mask_visible, 0.0, 1.0);
 }
 """
 
@@ -375,16 +388,25 @@ class _Draw:
     material: SurfaceMaterial
     uv_transform: np.ndarray
     role: str  # "subject" | "occluder" | "ground"
+    normal_matrix: np.ndarray | None = None
+    mirrored: bool = False  # negative determinant: the winding flips
+
+    def __post_init__(self) -> None:
+        m3 = self.model[:3, :3]
+        self.normal_matrix = np.ascontiguousarray(np.linalg.inv(m3).T, np.float32)
+        self.mirrored = bool(np.linalg.det(m3) < 0)
 
 
 _IDENTITY3 = np.eye(3, dtype=np.float32)
+_UNIT_CUBE = np.array([[x, y, z, 1.0] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
 GROUND_EXTENT_RADII = 60.0  # half-size of the ground square, in subject radii
 MAX_GPU_MESHES = 6000
 MAX_GPU_TEXTURES = 600
 
 
 class SceneRenderer:
-    """Renders scene specs at one image size. Holds the GL context and the GPU caches of one process."""
+    """Renders scene specs at one image size. Holds the GPU caches of one process (the GL context is shared
+    by every renderer of the process)."""
 
     def __init__(
         self,
@@ -413,8 +435,8 @@ class SceneRenderer:
         self._textures: OrderedDict[str, object] = OrderedDict()
         self._make_framebuffers()
         self._ground = self._upload_key("__ground__", self._ground_mesh())
-        self._subject_depth_key: tuple | None = None
-        self._subject_depth: np.ndarray | None = None
+        self._subject_cache: tuple | None = None  # (key, subject draws)
+        self._result_cache: tuple | None = None  # (spec, posed id, RenderResult): an occlusion check's render
 
     # -- GL resources ---------------------------------------------------------------------------------------
 
@@ -431,27 +453,32 @@ class SceneRenderer:
         except RuntimeError as e:
             raise RenderError(f"shader compilation failed on this OpenGL driver: {str(e)[:400]}") from e
 
-    def _make_framebuffers(self) -> None:
+    def _renderbuffer(self, fmt, samples: int) -> int:
         gl, s = self._gl, self.size
-        self._fb_ms = gl.glGenFramebuffers(1)
-        self._rb_ms_color, self._rb_ms_depth = gl.glGenRenderbuffers(2)
-        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, self._rb_ms_color)
-        gl.glRenderbufferStorageMultisample(gl.GL_RENDERBUFFER, self.msaa, gl.GL_RGBA8, s, s)
-        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, self._rb_ms_depth)
-        gl.glRenderbufferStorageMultisample(gl.GL_RENDERBUFFER, self.msaa, gl.GL_DEPTH_COMPONENT24, s, s)
-        gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb_ms)
-        gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, gl.GL_COLOR_ATTACHMENT0, gl.GL_RENDERBUFFER, self._rb_ms_color)
-        gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, gl.GL_DEPTH_ATTACHMENT, gl.GL_RENDERBUFFER, self._rb_ms_depth)
+        rb = gl.glGenRenderbuffers(1)
+        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, rb)
+        if samples > 1:
+            gl.glRenderbufferStorageMultisample(gl.GL_RENDERBUFFER, samples, fmt, s, s)
+        else:
+            gl.glRenderbufferStorage(gl.GL_RENDERBUFFER, fmt, s, s)
+        return rb
 
-        self._fb = gl.glGenFramebuffers(1)
-        self._rb_color, self._rb_depth = gl.glGenRenderbuffers(2)
-        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, self._rb_color)
-        gl.glRenderbufferStorage(gl.GL_RENDERBUFFER, gl.GL_RGBA8, s, s)
-        gl.glBindRenderbuffer(gl.GL_RENDERBUFFER, self._rb_depth)
-        gl.glRenderbufferStorage(gl.GL_RENDERBUFFER, gl.GL_DEPTH_COMPONENT24, s, s)
-        gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb)
-        gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, gl.GL_COLOR_ATTACHMENT0, gl.GL_RENDERBUFFER, self._rb_color)
-        gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, gl.GL_DEPTH_ATTACHMENT, gl.GL_RENDERBUFFER, self._rb_depth)
+    def _make_framebuffers(self) -> None:
+        gl = self._gl
+        # Draw into a multisampled framebuffer (colour, subject mask, depth), resolve into a plain one.
+        self._fbs, self._rbs = [], []
+        for samples in (self.msaa, 1):
+            fb = gl.glGenFramebuffers(1)
+            rbs = [self._renderbuffer(f, samples) for f in (gl.GL_RGBA8, gl.GL_RGBA8, gl.GL_DEPTH_COMPONENT24)]
+            gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, fb)
+            for att, rb in zip((gl.GL_COLOR_ATTACHMENT0, gl.GL_COLOR_ATTACHMENT1, gl.GL_DEPTH_ATTACHMENT), rbs, strict=True):
+                gl.glFramebufferRenderbuffer(gl.GL_FRAMEBUFFER, att, gl.GL_RENDERBUFFER, rb)
+            status = gl.glCheckFramebufferStatus(gl.GL_FRAMEBUFFER)
+            if status != gl.GL_FRAMEBUFFER_COMPLETE:
+                raise RenderError(f"the OpenGL driver cannot render offscreen (framebuffer status {status})")
+            self._fbs.append(fb)
+            self._rbs += rbs
+        self._fb_ms, self._fb = self._fbs
 
         # Shadow map: a depth texture sampled with hardware comparison and bilinear PCF.
         n = self.shadow_size
@@ -490,6 +517,7 @@ class SceneRenderer:
             positions=data.positions, normals=data.normals, texcoord_0=data.uvs, indices=data.indices, mode=4
         )
         prim._add_to_context()
+        prim.n_indices = int(data.indices.size)
         self._meshes[key] = prim
         if len(self._meshes) > MAX_GPU_MESHES:
             _, old = self._meshes.popitem(last=False)
@@ -547,15 +575,23 @@ class SceneRenderer:
 
         return get_material(key, str(self.material_image_dir) if self.material_image_dir else None)
 
-    def _draws(self, spec: SceneSpec, posed: PosedSubject) -> list[_Draw]:
-        draws: list[_Draw] = []
+    def _subject_draws(self, spec: SceneSpec, posed: PosedSubject) -> list[_Draw]:
+        key = (id(posed), spec.subject.material)
+        if self._subject_cache is not None and self._subject_cache[0] == key:
+            return self._subject_cache[1]
         subject_material = self._material(spec.subject.material.key) if spec.subject.material else None
         lift = posed.world_from_subject
+        draws = []
         for part in posed.parts:
             mat = subject_material if (subject_material is not None and part.texturable) else part.material
             draws.append(
                 _Draw(self._part_primitive(part), lift @ np.asarray(part.transform, float), mat, _IDENTITY3, "subject")
             )
+        self._subject_cache = (key, draws)
+        return draws
+
+    def _occluder_draws(self, spec: SceneSpec) -> list[_Draw]:
+        draws = []
         for occ in spec.occluders:
             model = np.eye(4)
             model[:3, :3] = euler_matrix_deg(occ.rotation_euler_deg) @ np.diag(occ.size_m)
@@ -563,6 +599,9 @@ class SceneRenderer:
             draws.append(
                 _Draw(self._shape_primitive(occ.shape), model, self._material(occ.material.key), _IDENTITY3, "occluder")
             )
+        return draws
+
+    def _ground_draw(self, spec: SceneSpec) -> _Draw:
         extent = GROUND_EXTENT_RADII * spec.subject.radius_m
         ground_model = np.diag([extent, 1.0, extent, 1.0])
         ground_model[0, 3], ground_model[2, 3] = spec.subject.center_m[0], spec.subject.center_m[2]
@@ -570,8 +609,7 @@ class SceneRenderer:
         c, s = math.cos(math.radians(g.rotation_deg)), math.sin(math.radians(g.rotation_deg))
         k = extent / max(g.tile_m, 1e-6)
         uv_t = np.array([[c * k, -s * k, 0], [s * k, c * k, 0], [0, 0, 1]], np.float32)
-        draws.append(_Draw(self._ground, ground_model, self._material(g.key), uv_t, "ground"))
-        return draws
+        return _Draw(self._ground, ground_model, self._material(g.key), uv_t, "ground")
 
     def _camera(self, spec: SceneSpec) -> tuple[np.ndarray, np.ndarray, float, float]:
         cam = spec.camera
@@ -603,22 +641,71 @@ class SceneRenderer:
         far = radius * (3.0 + min(1.0 / max(math.sin(math.radians(key.elevation_deg)), 0.08), 12.0))
         return orthographic(radius, radius * 0.5, far) @ view
 
+    @staticmethod
+    def _screen_box(corners_world: np.ndarray, vp: np.ndarray) -> tuple[np.ndarray, float, float] | None:
+        """NDC x/y box and eye-depth range of points; None when any lies behind the camera."""
+        clip = corners_world @ vp.T
+        w = clip[:, 3]
+        if (w <= 1e-6).any():
+            return None
+        ndc = clip[:, :2] / w[:, None]
+        return np.array([*ndc.min(0), *ndc.max(0)]), float(w.min()), float(w.max())
+
+    def may_hide(self, spec: SceneSpec, posed: PosedSubject, vp: np.ndarray) -> bool:
+        """Conservative: False only when no occluder can cover any on-screen pixel of the subject (their
+        projected bounding boxes do not overlap on screen, or the occluder lies wholly behind the subject)."""
+        if not spec.occluders:
+            return False
+        lo, hi = posed.bounds
+        corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        subj = self._screen_box(corners, vp)
+        if subj is None:
+            return True
+        sb, _, s_far = subj
+        sb = np.array([max(sb[0], -1), max(sb[1], -1), min(sb[2], 1), min(sb[3], 1)])
+        for d in self._occluder_draws(spec):
+            occ = self._screen_box(_UNIT_CUBE @ d.model.T, vp)
+            if occ is None:
+                return True
+            ob, o_near, _ = occ
+            if o_near < s_far and ob[0] < sb[2] and ob[2] > sb[0] and ob[1] < sb[3] and ob[3] > sb[1]:
+                return True
+        return False
+
     # -- passes -----------------------------------------------------------------------------------------------
+
+    def _set_cull(self, d: _Draw, state: list) -> None:
+        """Back-face culling for closed meshes (half the triangles of a subject never reach the rasteriser);
+        double-sided materials draw both sides; mirrored transforms flip the winding."""
+        gl = self._gl
+        want = (not d.material.double_sided, d.mirrored)
+        if state and state[0] == want:
+            return
+        if want[0]:
+            gl.glEnable(gl.GL_CULL_FACE)
+            gl.glFrontFace(gl.GL_CW if want[1] else gl.GL_CCW)
+        else:
+            gl.glDisable(gl.GL_CULL_FACE)
+        state[:] = [want]
 
     def _draw_depth(self, draws: list[_Draw], vp: np.ndarray) -> None:
         gl = self._gl
         prog = self._programs["depth"]
         gl.glUseProgram(prog)
         self._mat4(prog, "VP", vp)
+        cull: list = []
         for d in draws:
+            self._set_cull(d, cull)
             self._mat4(prog, "M", d.model)
             d.primitive._bind()
-            gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.indices.size, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+            gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.n_indices, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
             d.primitive._unbind()
+        gl.glDisable(gl.GL_CULL_FACE)
 
-    def _begin_main(self) -> None:
+    def _begin_main(self, *, with_mask: bool) -> None:
         gl = self._gl
         gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb_ms)
+        gl.glDrawBuffers(2, [gl.GL_COLOR_ATTACHMENT0, gl.GL_COLOR_ATTACHMENT1])
         gl.glViewport(0, 0, self.size, self.size)
         gl.glEnable(gl.GL_DEPTH_TEST)
         gl.glDepthFunc(gl.GL_LESS)
@@ -628,28 +715,30 @@ class SceneRenderer:
         gl.glEnable(gl.GL_MULTISAMPLE)
         gl.glClearColor(0.0, 0.0, 0.0, 0.0)
         gl.glClear(gl.GL_COLOR_BUFFER_BIT | gl.GL_DEPTH_BUFFER_BIT)
+        if not with_mask:
+            gl.glDrawBuffers(1, [gl.GL_COLOR_ATTACHMENT0])
 
-    def _resolve(self, *, color: bool) -> tuple[np.ndarray | None, np.ndarray]:
-        """Blit the multisampled buffers down and read them back (depth raw, in [0, 1], 1 = empty)."""
+    def _read(self, attachment, fmt, dtype, channels: int) -> np.ndarray:
         gl, s = self._gl, self.size
         gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb_ms)
         gl.glBindFramebuffer(gl.GL_DRAW_FRAMEBUFFER, self._fb)
-        if color:
-            gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_COLOR_BUFFER_BIT, gl.GL_LINEAR)
+        gl.glReadBuffer(attachment)
+        gl.glDrawBuffers(1, [attachment])
+        gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_COLOR_BUFFER_BIT, gl.GL_LINEAR)
+        gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb)
+        gl.glReadBuffer(attachment)
+        data = np.frombuffer(gl.glReadPixels(0, 0, s, s, fmt, dtype), np.uint8)
+        return data.reshape(s, s, channels)[::-1] if channels > 1 else data.reshape(s, s)[::-1]
+
+    def _read_depth(self) -> np.ndarray:
+        """Raw depth in [0, 1] (1 = nothing drawn), sample 0 of each pixel."""
+        gl, s = self._gl, self.size
+        gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb_ms)
+        gl.glBindFramebuffer(gl.GL_DRAW_FRAMEBUFFER, self._fb)
         gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_DEPTH_BUFFER_BIT, gl.GL_NEAREST)
         gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb)
         depth = np.frombuffer(gl.glReadPixels(0, 0, s, s, gl.GL_DEPTH_COMPONENT, gl.GL_FLOAT), np.float32)
-        depth = depth.reshape(s, s)[::-1]
-        rgba = None
-        if color:
-            rgba = np.frombuffer(gl.glReadPixels(0, 0, s, s, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE), np.uint8)
-            rgba = rgba.reshape(s, s, 4)[::-1]
-        return rgba, depth
-
-    def _depth_pass(self, draws: list[_Draw], vp: np.ndarray) -> np.ndarray:
-        self._begin_main()
-        self._draw_depth(draws, vp)
-        return self._resolve(color=False)[1]
+        return depth.reshape(s, s)[::-1]
 
     def _shadow_pass(self, draws: list[_Draw], light_vp: np.ndarray) -> None:
         gl = self._gl
@@ -658,7 +747,6 @@ class SceneRenderer:
         gl.glEnable(gl.GL_DEPTH_TEST)
         gl.glDepthMask(gl.GL_TRUE)
         gl.glClear(gl.GL_DEPTH_BUFFER_BIT)
-        gl.glDisable(gl.GL_CULL_FACE)
         gl.glEnable(gl.GL_POLYGON_OFFSET_FILL)
         gl.glPolygonOffset(1.5, 4.0)
         self._draw_depth([d for d in draws if d.role != "ground"], light_vp)
@@ -667,7 +755,7 @@ class SceneRenderer:
     def _color_pass(self, spec: SceneSpec, draws: list[_Draw], vp, cam_pos, light_vp, toon: bool) -> None:
         gl = self._gl
         prog = self._programs["mesh"]
-        self._begin_main()
+        self._begin_main(with_mask=True)
         gl.glUseProgram(prog)
         loc = self._loc
         self._mat4(prog, "VP", vp)
@@ -688,12 +776,27 @@ class SceneRenderer:
         gl.glUniform1i(loc(prog, "shadow_map"), 1)
         gl.glUniform1i(loc(prog, "base_tex"), 0)
         gl.glActiveTexture(gl.GL_TEXTURE0)
+        big = 1e9
+        gl.glUniform1f(loc(prog, "fade_start"), big)
+        gl.glUniform1f(loc(prog, "fade_end"), 2 * big)
+        extent = GROUND_EXTENT_RADII * spec.subject.radius_m
+        fade = (0.45 * extent, 0.95 * extent)
+        cull: list = []
+        role = None
         for d in draws:
-            m = d.model
-            normal_m = np.linalg.inv(m[:3, :3]).T
-            self._mat4(prog, "M", m)
-            gl.glUniformMatrix3fv(loc(prog, "N"), 1, True, np.ascontiguousarray(normal_m, np.float32))
+            self._set_cull(d, cull)
+            self._mat4(prog, "M", d.model)
+            gl.glUniformMatrix3fv(loc(prog, "N"), 1, True, d.normal_matrix)
             gl.glUniformMatrix3fv(loc(prog, "uv_transform"), 1, True, d.uv_transform)
+            if d.role != role:
+                role = d.role
+                # subject: write R and G = 1; occluders: clear G where in front; ground: leave the masks
+                gl.glUniform1f(loc(prog, "mask_visible"), 1.0 if role == "subject" else 0.0)
+                write = {"subject": (True, True, True, True), "occluder": (False, True, False, False)}
+                gl.glColorMaski(1, *write.get(role, (False, False, False, False)))
+                if role == "ground":
+                    gl.glUniform1f(loc(prog, "fade_start"), fade[0])
+                    gl.glUniform1f(loc(prog, "fade_end"), fade[1])
             mat = d.material
             gl.glUniform4f(loc(prog, "base_color"), *map(float, mat.base_color))
             gl.glUniform1f(loc(prog, "metallic"), float(mat.metallic))
@@ -703,52 +806,49 @@ class SceneRenderer:
             if tex is not None:
                 tex._bind()
             d.primitive._bind()
-            gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.indices.size, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+            gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.n_indices, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
             d.primitive._unbind()
+        gl.glDisable(gl.GL_CULL_FACE)
+        gl.glColorMaski(1, True, True, True, True)
 
     # -- public API -------------------------------------------------------------------------------------------
 
-    def _subject_only_depth(self, spec: SceneSpec, posed: PosedSubject, draws: list[_Draw], vp) -> np.ndarray:
-        # Occluder retries and the final render of one image share the subject-alone pass.
-        key = (id(posed), spec.index, spec.seed, spec.camera)
-        if self._subject_depth_key != key:
-            self._subject_depth = self._depth_pass([d for d in draws if d.role == "subject"], vp)
-            self._subject_depth_key = key
-        return self._subject_depth
-
     def hidden_fraction(self, spec: SceneSpec, posed: PosedSubject) -> float:
-        """The share of the subject's pixels the spec's occluders hide, measured from two depth renders."""
-        self._platform.make_current()
-        draws = self._draws(spec, posed)
+        """The share of the subject's pixels the spec's occluders hide, measured from the rendered masks.
+
+        Renders the image (kept: when the spec is accepted, `render` returns it without drawing again); 0
+        without rendering when no occluder can reach the subject's pixels.
+        """
         pose, proj, _, _ = self._camera(spec)
-        vp = proj @ np.linalg.inv(pose)
-        subject = self._subject_only_depth(spec, posed, draws, vp)
-        occluders = self._depth_pass([d for d in draws if d.role == "occluder"], vp)
-        mask = subject < 1.0
-        n = int(mask.sum())
-        if n == 0:
-            return 1.0
-        return float((mask & (occluders < subject)).sum()) / n
+        if not self.may_hide(spec, posed, proj @ np.linalg.inv(pose)):
+            return 0.0
+        result = self.render(spec, posed)
+        self._result_cache = (spec, id(posed), result)
+        return 1.0 - result.visible_fraction
 
     def render(self, spec: SceneSpec, posed: PosedSubject) -> RenderResult:
         from drsynth import skies
 
+        cached, self._result_cache = self._result_cache, None
+        if cached is not None and cached[1] == id(posed) and cached[0] == spec:
+            return cached[2]
+        gl = self._gl
         self._platform.make_current()
-        draws = self._draws(spec, posed)
+        # Subject first: the mask attachment records all of it before occluders clear what they hide.
+        draws = self._subject_draws(spec, posed) + self._occluder_draws(spec) + [self._ground_draw(spec)]
         pose, proj, znear, zfar = self._camera(spec)
         vp = proj @ np.linalg.inv(pose)
-        subject_depth = self._subject_only_depth(spec, posed, draws, vp)
-        self._subject_depth_key = None  # posed subjects are per image: never reuse across images
         light_vp = self._shadow_matrix(spec)
         if light_vp is not None:
             self._shadow_pass(draws, light_vp)
         toon = spec.style == "toon"
         self._color_pass(spec, draws, vp, pose[:3, 3], light_vp, toon)
-        rgba, depth = self._resolve(color=True)
+        rgba = self._read(gl.GL_COLOR_ATTACHMENT0, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, 4)
+        masks = self._read(gl.GL_COLOR_ATTACHMENT1, gl.GL_RGBA, gl.GL_UNSIGNED_BYTE, 4)
+        # a pixel belongs to a mask when more than half of its samples do
+        subject_mask = masks[..., 0] > 127
+        visible = (masks[..., 1] > 127) & subject_mask
 
-        subject_mask = subject_depth < 1.0
-        # Same geometry, same matrices, same samples: visible subject pixels have bit-equal depth.
-        visible = subject_mask & (np.abs(depth - subject_depth) <= 1e-6)
         n_subject = int(subject_mask.sum())
         if n_subject == 0:
             raise RenderError(
@@ -757,22 +857,20 @@ class SceneRenderer:
             )
         visible_fraction = float(visible.sum()) / n_subject
 
-        linear = _linear_depth(depth, znear, zfar)
-        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-        # Fade the far ground into the sky so its edge never shows as a hard line.
-        extent = GROUND_EXTENT_RADII * spec.subject.radius_m
-        fade = np.clip((extent * 0.95 - linear) / (extent * 0.5), 0.0, 1.0)[..., None]
-        fade[linear == 0] = 0.0
-        sky_eq = skies.equirect(spec.sky, self.sky_image_dir)
+        premult = rgba.astype(np.float32) * np.float32(1 / 255)
+        alpha = premult[..., 3:4]
+        if alpha.min() >= 1.0:  # the ground fills the view: no sky to draw
+            out = premult[..., :3]
+        else:
+            sky_eq = skies.equirect(spec.sky, self.sky_image_dir)
+            if toon:
+                sky_eq = _posterize(sky_eq, 4)
+            background = skies.background(sky_eq, pose, spec.camera.yfov_deg, self.size, spec.sky.yaw_deg)
+            out = premult[..., :3] + background * (1.0 - alpha)
         if toon:
-            sky_eq = _posterize(sky_eq, 4)
-        background = skies.background(sky_eq, pose, spec.camera.yfov_deg, self.size, spec.sky.yaw_deg)
-        fg = rgba[..., :3].astype(np.float32) / 255.0
-        a = alpha * fade
-        out = fg * (a / np.maximum(alpha, 1e-6)) + background * (1.0 - a)
-        if toon:
-            out = _ink(out, linear, subject_mask)
+            out = _ink(out, _linear_depth(self._read_depth(), znear, zfar), subject_mask)
         image = (np.clip(out, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+        self._subject_cache = None  # posed subjects are per image: never reuse their draws
         return RenderResult(image, subject_mask, visible, visible_fraction, _bbox(visible))
 
     def close(self) -> None:
@@ -786,8 +884,8 @@ class SceneRenderer:
                 tex.delete()
             self._meshes.clear()
             self._textures.clear()
-            gl.glDeleteFramebuffers(3, [self._fb_ms, self._fb, self._fb_shadow])
-            gl.glDeleteRenderbuffers(4, [self._rb_ms_color, self._rb_ms_depth, self._rb_color, self._rb_depth])
+            gl.glDeleteFramebuffers(3, [*self._fbs, self._fb_shadow])
+            gl.glDeleteRenderbuffers(len(self._rbs), self._rbs)
             gl.glDeleteTextures(1, [self._shadow_tex])
             for prog in self._programs.values():
                 gl.glDeleteProgram(prog)
