@@ -3,27 +3,31 @@ poses only move rigid parts, and everything is deterministic from the seed."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from drsynth.errors import ConfigError
-from drsynth.subjects import bicycles, registry, shapes
+from drsynth.subjects import bicycles, cars, registry, shapes
 from drsynth.subjects.base import parts_bounds
 from drsynth.subjects.config import ClassSubjects
 
 # (length along x, height, width) bounds in metres, per generator.
 SIZE_BOUNDS = {
     "bicycle": ((1.0, 2.6), (0.6, 1.35), (0.3, 0.9)),
-    "car": ((2.4, 6.5), (1.0, 2.9), (1.4, 2.3)),
+    "car": ((2.4, 6.5), (1.0, 2.9), (1.4, 2.5)),  # width includes the mirrors
 }
-GENERATORS = {"bicycle": bicycles}
+GENERATORS = {"bicycle": bicycles, "car": cars}
 
 
+@functools.cache
 def _all_subjects(kind):
-    return GENERATORS[kind].make_subjects(kind, breeds=None, blends=0, seed=0)
+    # Built once per test run: subjects cache their geometry, and building every car takes seconds.
+    return tuple(GENERATORS[kind].make_subjects(kind, breeds=None, blends=0, seed=0))
 
 
-@pytest.mark.parametrize("kind", ["bicycle"])
+@pytest.mark.parametrize("kind", ["bicycle", "car"])
 def test_every_preset_builds_closed_meshes_within_size_bounds(kind):
     (lx, ly, lz) = SIZE_BOUNDS[kind]
     subjects = _all_subjects(kind)
@@ -47,7 +51,7 @@ def test_every_preset_builds_closed_meshes_within_size_bounds(kind):
             assert np.all(np.isfinite(p.mesh.vertices))
 
 
-@pytest.mark.parametrize("kind", ["bicycle"])
+@pytest.mark.parametrize("kind", ["bicycle", "car"])
 def test_presets_differ(kind):
     subjects = _all_subjects(kind)
     signatures = []
@@ -61,7 +65,7 @@ def test_presets_differ(kind):
     assert len({repr(sp) for sp in specs}) == len(specs)
 
 
-@pytest.mark.parametrize("kind", ["bicycle"])
+@pytest.mark.parametrize("kind", ["bicycle", "car"])
 def test_pose_moves_only_rigid_parts_and_reuses_geometry(kind):
     s = _all_subjects(kind)[0]
     rest = s.parts(s.default_pose())
@@ -73,16 +77,17 @@ def test_pose_moves_only_rigid_parts_and_reuses_geometry(kind):
     # The same mesh objects: nothing is rebuilt per pose, only transforms (and paint) change.
     assert all(a.mesh is b.mesh for a, b in zip(rest, posed, strict=True))
     moved = [a.key for a, b in zip(rest, posed, strict=True) if not np.allclose(a.transform, b.transform)]
-    assert any("front_wheel" in k for k in moved)
+    front = {"bicycle": "front_wheel", "car": "wheel_f"}[kind]
+    assert any(front in k for k in moved)
     # Steering only turns the front: the body stays put.
     assert all("body" not in k.rsplit("/", 1)[-1] for k in moved)
     steered = s.parts({**s.default_pose(), "steer": 0.4})
-    front = next(p for p in steered if "front_wheel" in p.key)
-    straight = next(p for p in rest if p.key == front.key)
-    assert not np.allclose(front.transform[:3, :3], straight.transform[:3, :3])
+    wheel = next(p for p in steered if front in p.key)
+    straight = next(p for p in rest if p.key == wheel.key)
+    assert not np.allclose(wheel.transform[:3, :3], straight.transform[:3, :3])
 
 
-@pytest.mark.parametrize("kind", ["bicycle"])
+@pytest.mark.parametrize("kind", ["bicycle", "car"])
 def test_paint_variants_change_material_not_geometry(kind):
     s = _all_subjects(kind)[0]
     assert s.paint_count() > 1
@@ -93,7 +98,7 @@ def test_paint_variants_change_material_not_geometry(kind):
     assert all(p.texturable for p in a if p.key in changed)
 
 
-@pytest.mark.parametrize("kind", ["bicycle"])
+@pytest.mark.parametrize("kind", ["bicycle", "car"])
 def test_blends_are_deterministic_and_between_presets(kind):
     gen = GENERATORS[kind]
     a = gen.make_subjects(kind, breeds=None, blends=4, seed=7)
@@ -109,7 +114,7 @@ def test_blends_are_deterministic_and_between_presets(kind):
         assert all(shapes.is_closed(p.mesh) for p in s.parts(s.default_pose()))
 
 
-@pytest.mark.parametrize("kind", ["bicycle"])
+@pytest.mark.parametrize("kind", ["bicycle", "car"])
 def test_unknown_preset_is_a_config_error(kind):
     with pytest.raises(ConfigError, match="known"):
         GENERATORS[kind].make_subjects(kind, breeds=["no-such-model"], blends=0, seed=0)
@@ -122,6 +127,14 @@ def test_registry_builds_vehicle_pools():
     assert [s.breed for s in pool[:2]] == ["road", "bmx"] and len(pool) == 3
     assert all(s.class_name == "bicycle" and s.source == "procedural" for s in pool)
     assert len({s.id for s in pool}) == 3
+    cars_pool = registry.build_pool("car", ClassSubjects(procedural="car", breeds=["sedan"]), seed=3)
+    assert cars_pool[0].describe() == {
+        "id": "car/procedural/sedan",
+        "class": "car",
+        "breed": "sedan",
+        "source": "procedural",
+        "generator": "car",
+    }
 
 
 def test_tandem_has_two_cranks_that_turn_together():

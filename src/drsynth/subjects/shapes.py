@@ -31,6 +31,10 @@ def smooth_normals(verts: np.ndarray, faces: np.ndarray, decimals: int = 6) -> n
     return _unit(acc)[inverse]
 
 
+# One shared placeholder: trimesh would otherwise build a new default material (with an image) per mesh.
+_NO_MATERIAL = trimesh.visual.material.empty_material()
+
+
 def make_mesh(verts: np.ndarray, faces: np.ndarray, uv: np.ndarray, normals: np.ndarray | None = None):
     """A Trimesh with UVs and (smooth, seam-welded) vertex normals, left exactly as given."""
     verts = np.asarray(verts, dtype=np.float64)
@@ -41,7 +45,7 @@ def make_mesh(verts: np.ndarray, faces: np.ndarray, uv: np.ndarray, normals: np.
         verts,
         faces,
         vertex_normals=normals,
-        visual=trimesh.visual.TextureVisuals(uv=np.asarray(uv, dtype=np.float64)),
+        visual=trimesh.visual.TextureVisuals(uv=np.asarray(uv, dtype=np.float64), material=_NO_MATERIAL),
         process=False,
     )
 
@@ -288,7 +292,9 @@ def slab(top: np.ndarray, bottom: np.ndarray) -> trimesh.Trimesh:
     idx = np.arange(r * c).reshape(r, c)
     off = r * c
     a, b, cc, d = idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:], idx[:-1, 1:]
-    f_top = np.concatenate([np.stack([a, b, cc], -1).reshape(-1, 3), np.stack([a, cc, d], -1).reshape(-1, 3)])
+    # Top faces wind counter-clockwise in (column, row) order, like the boundary loop below, so all faces
+    # agree; the signed-volume check then turns the whole slab outwards.
+    f_top = np.concatenate([np.stack([a, d, cc], -1).reshape(-1, 3), np.stack([a, cc, b], -1).reshape(-1, 3)])
     f_bot = f_top[:, ::-1] + off
     # Boundary loop of the grid, in order.
     loop = np.concatenate([idx[0, :], idx[1:, -1], idx[-1, -2::-1], idx[-2:0:-1, 0]])
@@ -334,36 +340,42 @@ def raycast(mesh: trimesh.Trimesh, origins: np.ndarray, direction: Sequence[floa
     d = _unit(np.asarray(direction, dtype=np.float64))
     o = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
     tri = np.asarray(mesh.vertices)[np.asarray(mesh.faces)]
-    # Keep only triangles whose projection on the plane normal to d overlaps the origins' footprint.
+    # Work in the plane normal to d: a ray can only hit triangles whose 2-D bounds contain its origin.
     helper = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     e1 = _unit(np.cross(d, helper))
     e2 = np.cross(d, e1)
     basis = np.stack([e1, e2], 1)
     tp = tri @ basis  # F x 3 x 2
     op = o @ basis
-    lo, hi = op.min(0) - 1e-6, op.max(0) + 1e-6
-    keep = np.all(tp.max(1) >= lo, axis=1) & np.all(tp.min(1) <= hi, axis=1)
-    tri = tri[keep]
+    tmin, tmax = tp.min(1) - 1e-9, tp.max(1) + 1e-9
+    # First drop triangles outside the origins' whole footprint (cheap, O(F)), then pair rays and triangles.
+    near = np.all(tmax >= op.min(0), axis=1) & np.all(tmin <= op.max(0), axis=1)
+    tri, tmin, tmax = tri[near], tmin[near], tmax[near]
     out = np.full(len(o), np.inf)
-    if not len(tri):
-        return out
-    v0, v1, v2 = tri[:, 0], tri[:, 1], tri[:, 2]
-    ea, eb = v1 - v0, v2 - v0
-    p = np.cross(d, eb)
-    det = np.einsum("ij,ij->i", ea, p)
-    ok = np.abs(det) > 1e-14
-    ea, eb, v0, p, det = ea[ok], eb[ok], v0[ok], p[ok], det[ok]
-    inv = 1.0 / det
-    for s in range(0, len(o), 256):
-        oc = o[s : s + 256]
-        tvec = oc[:, None, :] - v0[None]
-        u = np.einsum("rfk,fk->rf", tvec, p) * inv
-        q = np.cross(tvec, ea[None])
+    for s in range(0, len(o), 512):
+        oc = op[s : s + 512]
+        cand = (
+            (oc[:, None, 0] >= tmin[None, :, 0])
+            & (oc[:, None, 0] <= tmax[None, :, 0])
+            & (oc[:, None, 1] >= tmin[None, :, 1])
+            & (oc[:, None, 1] <= tmax[None, :, 1])
+        )
+        ri, fi = np.nonzero(cand)
+        if not len(ri):
+            continue
+        v0 = tri[fi, 0]
+        ea, eb = tri[fi, 1] - v0, tri[fi, 2] - v0
+        p = np.cross(d, eb)
+        det = np.einsum("ij,ij->i", ea, p)
+        ok = np.abs(det) > 1e-14
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        tvec = o[s + ri] - v0
+        u = np.einsum("ij,ij->i", tvec, p) * inv
+        q = np.cross(tvec, ea)
         v = (q @ d) * inv
-        t = np.einsum("rfk,fk->rf", q, eb) * inv
-        hit = (u >= -1e-9) & (v >= -1e-9) & (u + v <= 1 + 1e-9) & (t > 0)
-        t = np.where(hit, t, np.inf)
-        out[s : s + 256] = t.min(axis=1)
+        t = np.einsum("ij,ij->i", q, eb) * inv
+        hit = ok & (u >= -1e-9) & (v >= -1e-9) & (u + v <= 1 + 1e-9) & (t > 0)
+        np.minimum.at(out, s + ri[hit], t[hit])
     return out
 
 
