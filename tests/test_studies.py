@@ -63,7 +63,7 @@ def test_plan_errors():
         plan_study("nope", StudyConfig.quick(), ["real"])
     with pytest.raises(ConfigError, match="4-class test domain"):
         plan_study("scaling", StudyConfig.quick(), ["synthetic"])
-    with pytest.raises(ConfigError, match="unknown ablation"):
+    with pytest.raises(ConfigError, match="unknown or no condition"):
         StudyConfig.quick(ablations=["no-cats"])
     with pytest.raises(Exception, match="extra"):
         StudyConfig(bogus=1)

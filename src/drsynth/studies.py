@@ -95,11 +95,26 @@ class StudyConfig(BaseModel):
     seeds: int = Field(1, ge=1, le=100, description="training repeats per condition (seeds 0..K-1)")
     train_extra: dict[str, Any] = Field(default_factory=dict, description="further drsynth.train settings")
     ablations: list[str] = Field(default_factory=lambda: list(ABLATIONS), description="ablation conditions to run")
+    architecture_variants: list[str] = Field(default_factory=lambda: list(ARCHITECTURE_VARIANTS),
+                                             description="architecture variants to run")
 
     def model_post_init(self, _: Any) -> None:
-        unknown = [a for a in self.ablations if a not in ABLATIONS]
-        if unknown:
-            raise ConfigError(f"unknown ablation(s) {unknown}: expected some of {list(ABLATIONS)}")
+        for field, known in (("ablations", ABLATIONS), ("architecture_variants", ARCHITECTURE_VARIANTS)):
+            unknown = [a for a in getattr(self, field) if a not in known]
+            if unknown or not getattr(self, field):
+                raise ConfigError(f"{field}: unknown or no condition(s) {unknown}: expected some of {list(known)}")
+
+    @classmethod
+    def preset(cls, name: str, **kw: Any) -> StudyConfig:
+        """quick: seconds per study on a CPU; default: a useful size; paper: the paper's sizes (10,000 renders
+        per class, VGG-16 at 224 px, 10 epochs)."""
+        if name == "quick":
+            return cls.quick(**kw)
+        if name == "default":
+            return cls(**kw)
+        if name == "paper":
+            return cls(**({"images_per_class": 10_000, "test_images_per_class": 500, "backbone": "vgg16"} | kw))
+        raise ConfigError(f"unknown study preset {name!r}: expected quick, default or paper")
 
     @classmethod
     def quick(cls, **kw: Any) -> StudyConfig:
@@ -193,11 +208,14 @@ def _render_ds(cfg: StudyConfig, name: str, *, scenario: str | None = None, disa
                        seed=cfg.render_seed, image_size=cfg.render_size)
 
 
-def plan_study(study: str, cfg: StudyConfig, domains: Sequence[str]) -> StudyPlan:
+def plan_study(study: str, cfg: StudyConfig, domains: Sequence[str], *,
+               class_names: Sequence[str] | None = None) -> StudyPlan:
     """What `study` needs, given the names of the domains that exist (`real`, `synthetic`, `toon`, `synthetic4`).
 
     `real` here also means real *training* photos exist (the real-trained models need them). Without them the
-    real-trained bars are left out and the plan says so in `notes`.
+    real-trained bars are left out and the plan says so in `notes`. `class_names`: the classes of the 2-class
+    scenario; models of the architecture, ablation and transfer studies train on these (a real photo folder
+    may hold more classes).
     """
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}: expected one of {', '.join(STUDIES)}")
@@ -226,15 +244,15 @@ def plan_study(study: str, cfg: StudyConfig, domains: Sequence[str]) -> StudyPla
         if has_real:
             datasets["real-train"] = DatasetSpec(name="real-train", source="real")
         datasets["synth-control"] = _render_ds(cfg, "synth-control")
-        variants = ARCHITECTURE_VARIANTS if study == "architecture" else {CONTROL_VARIANT:
-                                                                           ARCHITECTURE_VARIANTS[CONTROL_VARIANT]}
+        keep = cfg.architecture_variants if study == "architecture" else [CONTROL_VARIANT]
+        variants = {v: ARCHITECTURE_VARIANTS[v] for v in ARCHITECTURE_VARIANTS if v in keep}
         for src in sources:
             ds = "real-train" if src == "real" else "synth-control"
             for variant, (label, dropout, unfreeze) in variants.items():
                 names = []
                 for seed in seeds:
                     m = _model(cfg, ds, variant, seed, train_domain=src, dropout=dropout, unfreeze=unfreeze,
-                               eval_domains=eval_2)
+                               eval_domains=eval_2, classes=class_names)
                     models[m.name] = m
                     names.append(m.name)
                 if study == "architecture":
@@ -253,7 +271,7 @@ def plan_study(study: str, cfg: StudyConfig, domains: Sequence[str]) -> StudyPla
             names = []
             for seed in seeds:
                 m = _model(cfg, ds, CONTROL_VARIANT, seed, train_domain="synthetic", dropout=0.3, unfreeze=False,
-                           eval_domains=eval_2)
+                           eval_domains=eval_2, classes=class_names)
                 models[m.name] = m
                 names.append(m.name)
             add_series("synthetic", cond, label, primary, names)
@@ -478,3 +496,346 @@ def plot_study(res: StudyResults) -> bytes:
 def _chance(res: StudyResults) -> float | None:
     n = res.config.get("n_classes")
     return 1.0 / n if n else 0.5 if res.study != "scaling" else None
+
+
+# --- running a study end to end (the CLI; a pipeline runs these steps as its own tasks) ----------------------
+
+
+class DomainInfo(BaseModel):
+    """One evaluation domain of a run, as recorded in run.json."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str
+    kind: Literal["real", "synthetic", "toon"]
+    source: Literal["user", "rendered"]
+    description: str = ""
+
+
+def _crc_order(names: Sequence[str]) -> list[str]:
+    import zlib
+
+    return sorted(names, key=lambda n: (zlib.crc32(n.encode()), n))
+
+
+def split_breeds(scenario: Any, fraction: float) -> tuple[Any, Any, list[str]]:
+    """(training scenario, held-out test scenario, notes): per procedural class, a fixed share of its breed
+    presets (chosen by a hash of the name, so the split does not depend on list order) is kept out of training
+    and is the only breed set of the test scenario. Classes made only of imported models cannot be split."""
+    from drsynth.config import parse_scenario
+    from drsynth.subjects.registry import generator_module
+
+    train_data, test_data = scenario.model_dump(), scenario.model_dump()
+    notes: list[str] = []
+    for name, cs in scenario.classes.items():
+        if fraction <= 0 or cs.procedural is None:
+            if cs.procedural is None:
+                notes.append(f"class {name}: imported models only, the test domain uses the same subjects")
+            continue
+        breeds = list(cs.breeds) if cs.breeds else list(generator_module(cs.procedural).preset_names())
+        if len(breeds) < 2:
+            notes.append(f"class {name}: a single breed ({breeds}), the test domain uses it too")
+            continue
+        k = min(len(breeds) - 1, max(1, round(len(breeds) * fraction)))
+        held = set(_crc_order(breeds)[:k])
+        train = [b for b in breeds if b not in held]
+        test = [b for b in breeds if b in held]
+        train_data["classes"][name]["breeds"] = train
+        test_data["classes"][name]["breeds"] = test
+        if cs.single in held:  # the single-breed ablation must train on a training breed
+            train_data["classes"][name]["single"] = None
+        test_data["classes"][name]["single"] = None
+        notes.append(f"class {name}: {len(test)} of {len(breeds)} breeds held out for testing ({', '.join(test)})")
+    src = f"scenario '{scenario.name}'"
+    return (parse_scenario(train_data, source=f"{src} (training breeds)"),
+            parse_scenario(test_data, source=f"{src} (held-out breeds)"), notes)
+
+
+def load_scenario_ref(ref: str) -> Any:
+    """A scenario from a YAML path or a preset name (assets/scenarios/<name>.yaml)."""
+    from drsynth.config import load_scenario
+
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return load_scenario(path)
+    try:
+        from drsynth.config import preset_path  # the renderer's preset lookup, when it has one
+    except ImportError:
+        preset_path = None
+    if preset_path is not None:
+        return load_scenario(preset_path(ref))
+    for base in (Path(__file__).resolve().parent / "resources" / "scenarios",
+                 Path(__file__).resolve().parents[2] / "assets" / "scenarios"):
+        if (base / f"{ref}.yaml").is_file():
+            return load_scenario(base / f"{ref}.yaml")
+    raise ConfigError(f"scenario {ref!r} is neither a YAML file nor a preset name (assets/scenarios/*.yaml)")
+
+
+def split_real_folder(src: str | Path, train_dir: Path, test_dir: Path, *, test_fraction: float) -> dict[str, int]:
+    """Split an image folder DIR/<class>/* into train and test folders of symlinks (80-20 by default).
+
+    Membership is a hash of the file's relative path, salted so it is independent of the train/val split
+    that `drsynth.data` makes inside the training part."""
+    import hashlib
+    import os
+
+    from drsynth.import_images import list_image_folder
+
+    root = Path(src).expanduser().resolve()
+    listing, _ = list_image_folder(root)
+    counts = {"train": 0, "test": 0}
+    for d in (train_dir, test_dir):
+        if d.exists():
+            import shutil
+
+            shutil.rmtree(d)
+    for cls, files in listing.items():
+        for rel in files:
+            h = int.from_bytes(hashlib.blake2b(f"drsynth-test-split:{rel}".encode(), digest_size=8).digest(), "big")
+            part = "test" if h / 2**64 < test_fraction else "train"
+            dst = (test_dir if part == "test" else train_dir) / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(root / rel, dst)
+            counts[part] += 1
+        for d in (train_dir, test_dir):
+            (d / cls).mkdir(parents=True, exist_ok=True)
+    if not counts["train"] or not counts["test"]:
+        raise DatasetError(f"{root}: {counts['train']} training and {counts['test']} test images after the "
+                           f"{1 - test_fraction:.0%}-{test_fraction:.0%} split; give more images per class")
+    return counts
+
+
+def _same_spec(path: Path, spec: dict[str, Any]) -> bool:
+    import json
+
+    try:
+        return json.loads(path.read_text()) == json.loads(json.dumps(spec, default=str))
+    except (OSError, ValueError):
+        return False
+
+
+class StudyRunner:
+    """Builds what a plan needs inside a run folder, reusing whatever an earlier study already built."""
+
+    def __init__(self, run_dir: str | Path, cfg: StudyConfig, *, progress: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.cfg = cfg
+        self.progress = progress
+        self.domains: dict[str, DomainInfo] = {}
+        self.datasets: dict[str, str] = {}
+        self.scenarios: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self._split: dict[str, tuple[Any, Any]] = {}
+        self._contexts: dict[str, Any] = {}
+
+    # -- scenarios, domains and datasets --
+
+    def scenario_pair(self, ref: str) -> tuple[Any, Any]:
+        """(training scenario, held-out test scenario) of a scenario reference, cached per run."""
+        if ref not in self._split:
+            base = load_scenario_ref(ref).with_overrides(image_size=self.cfg.render_size)
+            train, test, notes = split_breeds(base, self.cfg.holdout_fraction)
+            self._split[ref] = (train, test)
+            self.notes += notes
+            self.scenarios[f"{ref} (training)"] = train.to_json()
+            self.scenarios[f"{ref} (held-out test)"] = test.to_json()
+        return self._split[ref]
+
+    def _render_to_dataset(self, name: str, scenario: Any, count: int, *, spec: dict[str, Any]) -> str:
+        """Render `count` images of `scenario` and package them into RUN/datasets/<name> (reused if unchanged)."""
+        import shutil
+
+        from drsynth.package import package
+
+        dest = self.run_dir / "datasets" / name
+        spec_path = self.run_dir / "datasets" / f"{name}.spec.json"
+        if (dest / "dataset.json").is_file() and _same_spec(spec_path, spec):
+            return str(dest)
+        work = self.run_dir / "work" / f"render-{name}"
+        if work.exists():
+            shutil.rmtree(work)
+        render_images(scenario, count, work, workers=self.cfg.workers, progress=self.progress,
+                      ctx=self._context(scenario) if self.cfg.workers <= 1 else None)
+        package(work, str(dest), name=name, overwrite=True, workers=1, progress=self.progress)
+        shutil.rmtree(work, ignore_errors=True)
+        sheet = dest / "card" / "contact_sheet.png"
+        if sheet.is_file():
+            atomic_write_bytes(self.run_dir / "samples" / f"{name}.png", sheet.read_bytes())
+        atomic_write_json(spec_path, spec)
+        return str(dest)
+
+    def _context(self, scenario: Any) -> Any:
+        """Subject pools shared by the in-process renders of one run: building a breed's meshes is the slow
+        part, and the ablation datasets differ only in randomizer switches (the pools' inputs are the
+        classes, the seed and the asset folders)."""
+        import json
+
+        from drsynth.describe import build_context
+
+        r = scenario.randomizers
+        key = json.dumps([scenario.to_json()["classes"], scenario.seed, r.materials.model_dump(mode="json"),
+                          str(r.sky.image_dir)], sort_keys=True, default=str)
+        if key not in self._contexts:
+            self._contexts[key] = build_context(scenario)
+        return self._contexts[key]
+
+    def prepare_domains(self, needed: Sequence[str], *, real: str | None = None, real_test: str | None = None,
+                        toon: str | None = None) -> dict[str, DomainInfo]:
+        """Make the evaluation domains: user folders when given, else held-out renders (synthetic, toon,
+        synthetic4). `real` (photos) is split 80-20 into real-train and the `real` test domain unless
+        `real_test` is given."""
+        cfg = self.cfg
+        if real:
+            if real_test:
+                self.datasets["real-train"] = str(real)
+                test_uri = str(real_test)
+            else:
+                tr, te = self.run_dir / "datasets" / "real-train", self.run_dir / "domains" / "real-test"
+                counts = split_real_folder(real, tr, te, test_fraction=cfg.real_test_fraction)
+                self.datasets["real-train"], test_uri = str(tr), str(te)
+                self.notes.append(f"real photos {real}: {counts['train']} for training, {counts['test']} for testing")
+            self.domains["real"] = DomainInfo(uri=test_uri, kind="real", source="user",
+                                              description=f"real photos ({real_test or real})")
+        if toon:
+            self.domains["toon"] = DomainInfo(uri=str(toon), kind="toon", source="user",
+                                              description=f"cartoons ({toon})")
+        count = lambda sc: cfg.test_images_per_class * len(sc.classes)  # noqa: E731
+        for name in needed:
+            if name in self.domains:
+                continue
+            if name in ("synthetic", "toon", "synthetic4"):
+                ref = cfg.scaling_scenario if name == "synthetic4" else cfg.scenario
+                _, test = self.scenario_pair(ref)
+                seed = cfg.test_seed + (1 if name == "toon" else 0)
+                sc = test.with_overrides(seed=seed, style="toon" if name == "toon" else None)
+                spec = {"scenario": sc.to_json(), "count": count(sc)}
+                uri = self._render_to_dataset(f"test-{name}", sc, count(sc), spec=spec)
+                style = "toon style (cel shading, ink outlines), " if name == "toon" else ""
+                self.domains[name] = DomainInfo(
+                    uri=uri, kind="toon" if name == "toon" else "synthetic", source="rendered",
+                    description=f"{style}held-out breeds of {ref}, seed {seed}, {count(sc)} images")
+        self.write_run_json()
+        return self.domains
+
+    def build_dataset(self, spec: DatasetSpec) -> str:
+        if spec.name in self.datasets:
+            return self.datasets[spec.name]
+        if spec.source == "real":
+            raise ConfigError(f"dataset {spec.name} needs real photos: pass --real DIR")
+        train, _ = self.scenario_pair(spec.scenario or self.cfg.scenario)
+        sc = train.with_overrides(seed=spec.seed, disable=spec.disabled, enable=spec.enabled)
+        count = spec.images_per_class * len(sc.classes)
+        uri = self._render_to_dataset(spec.name, sc, count, spec={"scenario": sc.to_json(), "count": count})
+        self.datasets[spec.name] = uri
+        return uri
+
+    # -- models --
+
+    def build_model(self, spec: ModelSpec) -> Path:
+        """Train (unless an identical spec was trained before) and export RUN/models/<name>/model.onnx."""
+        from drsynth.export import export_checkpoint
+        from drsynth.train import TrainConfig, main
+
+        mdir = self.run_dir / "models" / spec.name
+        onnx_path = mdir / "model.onnx"
+        full = {"spec": spec.model_dump(mode="json"), "data": self.datasets[spec.dataset]}
+        if onnx_path.is_file() and _same_spec(mdir / "spec.json", full):
+            return onnx_path
+        tc = TrainConfig(
+            data=self.datasets[spec.dataset], out=str(mdir / "checkpoint"), classes=spec.classes,
+            backbone=spec.backbone, weights=spec.weights, frozen=not spec.unfreeze, dropout=spec.dropout,
+            epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, image_size=spec.input_size,
+            seed=spec.seed, workers=self.cfg.workers, overwrite=True, progress=self.progress, **spec.extra)
+        main(tc)
+        export_checkpoint(mdir / "checkpoint", onnx_path)
+        atomic_write_json(mdir / "spec.json", full)
+        return onnx_path
+
+    def evaluate_model(self, spec: ModelSpec, onnx_path: Path) -> Path:
+        from drsynth.evaluate import EvalResults, evaluate
+
+        out = self.run_dir / "eval" / spec.name
+        domains = {d: self.domains[d].uri for d in spec.eval_domains if d in self.domains}
+        if not domains:
+            raise ConfigError(f"model {spec.name}: none of its evaluation domains {spec.eval_domains} exists")
+        metrics_path = out / "metrics.json"
+        if metrics_path.is_file() and (out / "spec.json").is_file() and _same_spec(
+                out / "spec.json", {"model": str(onnx_path.stat().st_mtime_ns), "domains": domains}):
+            EvalResults.read(metrics_path)
+            return metrics_path
+        train_domains = [spec.train_domain] if spec.train_domain in domains else []
+        evaluate(onnx_path, domains, out_dir=out, train_domains=train_domains, only_model_classes=True,
+                 progress=self.progress)
+        atomic_write_json(out / "spec.json", {"model": str(onnx_path.stat().st_mtime_ns), "domains": domains})
+        return metrics_path
+
+    def write_run_json(self) -> None:
+        import datetime
+        import json
+
+        path = self.run_dir / "run.json"
+        run: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                run = json.loads(path.read_text())
+            except ValueError:
+                run = {}
+        run.setdefault("format", "drsynth-run/1")
+        run.setdefault("name", self.run_dir.resolve().name)
+        run.setdefault("created", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+        run.setdefault("preset", "custom")
+        run["config"] = self.cfg.model_dump(mode="json")
+        run["scenarios"] = {**run.get("scenarios", {}), **self.scenarios}
+        run["domains"] = {**run.get("domains", {}), **{k: v.model_dump() for k, v in self.domains.items()}}
+        run["datasets"] = {**run.get("datasets", {}), **self.datasets}
+        run["notes"] = sorted(set(run.get("notes", [])) | set(self.notes))
+        run["drsynth_version"] = __version__
+        atomic_write_json(path, run)
+
+
+def run_study(study: str, cfg: StudyConfig, run_dir: str | Path, *, real: str | None = None,
+              real_test: str | None = None, toon: str | None = None, progress: bool = True) -> StudyResults:
+    """Plan, build (render, package, train, export, evaluate: reusing what the run folder already has) and
+    collect one study into RUN/studies/<study>/."""
+    if study not in STUDIES:
+        raise ConfigError(f"unknown study {study!r}: expected one of {', '.join(STUDIES)}")
+    _load_training_stack()
+    runner = StudyRunner(run_dir, cfg, progress=progress)
+    needed = ["synthetic4"] if study == "scaling" else ["synthetic", "toon"]
+    runner.prepare_domains(needed, real=real, real_test=real_test, toon=toon)
+    two_class = runner.scenario_pair(cfg.scenario)[0].class_names
+    plan = plan_study(study, cfg, list(runner.domains), class_names=two_class)
+    for ds in plan.datasets:
+        runner.build_dataset(ds)
+    for m in plan.models:
+        runner.evaluate_model(m, runner.build_model(m))
+    runner.write_run_json()
+    return collect_study(plan, run_dir, extra_notes=runner.notes)
+
+
+def _load_training_stack() -> None:
+    """Import torch's compiler stack (torchvision models -> torch._dynamo -> triton) before any GL context.
+
+    Mesa's llvmpipe (EGL rendering) and triton each bring an LLVM; importing triton after a render in the same
+    process crashes it (segfault in triton/knobs.py), the other order is fine. A study renders and trains in
+    one process, so it loads the training side first."""
+    import torch._dynamo  # noqa: F401
+    import torchvision.models  # noqa: F401
+
+
+def render_images(scenario: Any, count: int, out_dir: Path, *, workers: int = 0, progress: bool = True,
+                  ctx: Any = None) -> None:
+    """Render images 0..count-1 of `scenario` into a render folder (design.md, "Render output folder");
+    with `ctx` (prebuilt subject pools) in this process."""
+    from drsynth.render_job import render_range
+
+    if not progress:
+        render_range(scenario, out_dir, count=count, workers=max(1, workers), ctx=ctx)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"render {out_dir.name}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn()) as bar:
+        task = bar.add_task("render", total=count)
+        render_range(scenario, out_dir, count=count, workers=max(1, workers), ctx=ctx,
+                     on_progress=lambda done, total: bar.update(task, completed=done, total=total))

@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_cmd)
     app.command("explain")(explain_cmd)
     app.command("report")(report_cmd)
+    app.command("study")(study_cmd)
 
 
 def evaluate_cmd(
@@ -79,3 +80,54 @@ def report_cmd(
 
     html_path, md_path = build_report(run, title=title)
     console.print(f"wrote {html_path} and {md_path}")
+
+
+def study_cmd(
+    name: str = typer.Argument(..., help="architecture | ablation | transfer | scaling | all"),
+    out: Path = typer.Option(Path("runs/study"), "--out", help="run folder (reused: models already built are kept)"),
+    preset: str = typer.Option("default", "--preset", help="quick (seconds, CPU), default, or paper (the paper's sizes)"),
+    seeds: int | None = typer.Option(None, "--seeds", min=1, help="training repeats per condition: mean and 95% interval"),
+    scenario: str | None = typer.Option(None, "--scenario", help="2-class scenario: preset name or YAML path"),
+    scaling_scenario: str | None = typer.Option(None, "--scaling-scenario", help="4-class scenario (scaling study)"),
+    real: Path | None = typer.Option(None, "--real", help="real photos DIR/<class>/*: split 80-20 into training and test"),
+    real_test: Path | None = typer.Option(None, "--real-test", help="separate real test photos (then --real is all training)"),
+    toon: Path | None = typer.Option(None, "--toon", help="cartoon images DIR/<class>/* (default: renders in toon style)"),
+    images_per_class: int | None = typer.Option(None, "--images-per-class", min=2, help="training renders per class"),
+    test_images_per_class: int | None = typer.Option(None, "--test-images-per-class", min=1, help="held-out renders per class"),
+    backbone: str | None = typer.Option(None, "--backbone", help="vgg16 (the paper's), resnet18, mobilenet_v2, small-cnn, ..."),
+    weights: str | None = typer.Option(None, "--weights", help="imagenet | none | PATH to a state dict"),
+    epochs: int | None = typer.Option(None, "--epochs", min=1),
+    input_size: int | None = typer.Option(None, "--input-size", min=16, help="network input side, pixels"),
+    render_size: int | None = typer.Option(None, "--render-size", min=16, help="render side, pixels"),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="render and data-loader workers"),
+    ablation: list[str] = typer.Option([], "--ablation", help="only these ablation conditions (repeatable)"),
+    report: bool = typer.Option(True, "--report/--no-report", help="rebuild RUN/report.html afterwards"),
+) -> None:
+    """Run one of the paper's studies (or all) end to end: render, package, train, export, evaluate, figure."""
+    from drsynth.errors import ConfigError
+    from drsynth.studies import STUDIES, StudyConfig, run_study
+
+    names = list(STUDIES) if name == "all" else [name]
+    if any(n not in STUDIES for n in names):
+        raise ConfigError(f"unknown study {name!r}: expected one of {', '.join(STUDIES)} or all")
+    given = {"seeds": seeds, "scenario": scenario, "scaling_scenario": scaling_scenario,
+             "images_per_class": images_per_class, "test_images_per_class": test_images_per_class,
+             "backbone": backbone, "weights": weights, "epochs": epochs, "input_size": input_size,
+             "render_size": render_size, "workers": workers, "ablations": ablation or None}
+    try:
+        cfg = StudyConfig.preset(preset, **{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:  # pydantic's ValidationError
+        raise ConfigError(f"study settings: {e}") from None
+    for n in names:
+        res = run_study(n, cfg, out, real=str(real) if real else None, real_test=str(real_test) if real_test else None,
+                        toon=str(toon) if toon else None)
+        console.print(f"[bold]{n}[/] on '{res.primary_domain}' ({len(res.seeds)} seed(s)):")
+        for c in res.conditions:
+            ci = f" [{c.ci95[0]:.1%}, {c.ci95[1]:.1%}]" if c.n > 1 else ""
+            console.print(f"  {c.group}-trained {c.label} on {c.domain}: {c.metric} {c.mean:.1%}{ci}")
+        console.print(f"  -> {out / 'studies' / n / 'results.json'}, figure.png")
+    if report:
+        from drsynth.report import build_report
+
+        html_path, _ = build_report(out)
+        console.print(f"report: {html_path}")
