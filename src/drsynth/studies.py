@@ -799,7 +799,6 @@ def run_study(study: str, cfg: StudyConfig, run_dir: str | Path, *, real: str | 
     collect one study into RUN/studies/<study>/."""
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}: expected one of {', '.join(STUDIES)}")
-    _load_training_stack()
     runner = StudyRunner(run_dir, cfg, progress=progress)
     needed = ["synthetic4"] if study == "scaling" else ["synthetic", "toon"]
     runner.prepare_domains(needed, real=real, real_test=real_test, toon=toon)
@@ -811,16 +810,6 @@ def run_study(study: str, cfg: StudyConfig, run_dir: str | Path, *, real: str | 
         runner.evaluate_model(m, runner.build_model(m))
     runner.write_run_json()
     return collect_study(plan, run_dir, extra_notes=runner.notes)
-
-
-def _load_training_stack() -> None:
-    """Import torch's compiler stack (torchvision models -> torch._dynamo -> triton) before any GL context.
-
-    Mesa's llvmpipe (EGL rendering) and triton each bring an LLVM; importing triton after a render in the same
-    process crashes it (segfault in triton/knobs.py), the other order is fine. A study renders and trains in
-    one process, so it loads the training side first."""
-    import torch._dynamo  # noqa: F401
-    import torchvision.models  # noqa: F401
 
 
 def render_images(scenario: Any, count: int, out_dir: Path, *, workers: int = 0, progress: bool = True,
