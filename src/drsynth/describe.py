@@ -107,30 +107,32 @@ def describe_scene(
     for name in ("camera", "lighting", "sky"):
         spec = rz[name].apply(spec, rng=rngs[name], ctx=ctx)
 
+    # Occluder layouts are drawn from one stream until one hides at most the allowed share of the subject.
+    # Materials are assigned to every candidate from fresh generators (the same draws each time), so the
+    # checked spec is the final one and the renderer can keep the image it measured.
     occ = rz["occluders"]
     cfg = scenario.randomizers.occluders
     tries = 0
-    worst = 0.0
+    least = 1.0
     while True:
         tries += 1
-        candidate = occ.apply(spec, rng=rngs["occluders"], ctx=ctx)
+        candidate = occ.apply(spec, rng=rngs["occluders"], ctx=ctx).replace(occluder_tries=tries)
+        for name in ("materials", "subject_texture"):
+            candidate = rz[name].apply(candidate, rng=image_rng(seed, index, name), ctx=ctx)
         if not candidate.occluders or hidden_fraction is None:
             break
         hidden = hidden_fraction(candidate, posed)
         if hidden <= cfg.max_hidden_fraction:
             break
-        worst = max(worst, hidden)
+        least = min(least, hidden)
         if tries >= cfg.max_tries:
             raise RenderError(
                 f"occluders randomizer: no layout hid at most {cfg.max_hidden_fraction:.0%} of the subject in "
-                f"{tries} tries (seed {seed}, index {index}, smallest hidden share so far above the bound, "
-                f"e.g. {worst:.0%}); raise randomizers.occluders.max_hidden_fraction or max_tries, or lower "
-                "occluders.size / raise occluders.distance"
+                f"{tries} tries (seed {seed}, index {index}; the best hid {least:.0%}); raise "
+                "randomizers.occluders.max_hidden_fraction or max_tries, or lower occluders.size / raise "
+                "occluders.distance"
             )
-    spec = candidate.replace(occluder_tries=tries)
-    for name in ("materials", "subject_texture"):
-        spec = rz[name].apply(spec, rng=rngs[name], ctx=ctx)
-    return spec, posed
+    return candidate, posed
 
 
 __all__ = [

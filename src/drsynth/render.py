@@ -702,7 +702,7 @@ class SceneRenderer:
             d.primitive._unbind()
         gl.glDisable(gl.GL_CULL_FACE)
 
-    def _begin_main(self, *, with_mask: bool) -> None:
+    def _begin_main(self, *, with_mask: bool = True) -> None:
         gl = self._gl
         gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, self._fb_ms)
         gl.glDrawBuffers(2, [gl.GL_COLOR_ATTACHMENT0, gl.GL_COLOR_ATTACHMENT1])

@@ -22,7 +22,7 @@ from drsynth.scene_spec import SkySpec
 PROCEDURAL_KINDS = ("gradient", "sunset", "clouds", "overcast", "solid", "noise", "bands")
 IMAGE_EXTENSIONS = (".hdr", ".exr", ".jpg", ".jpeg", ".png")
 EQUIRECT_W, EQUIRECT_H = 256, 128
-IMAGE_WIDTH = 512  # images are cached at this width: more is lost at 256 px output anyway
+IMAGE_WIDTH = 1024  # images are cached at this width (a 60 degree view of it spans ~170 columns)
 
 
 def image_names(image_dir: Path | None) -> list[str]:
@@ -93,9 +93,9 @@ def procedural_equirect(spec: SkySpec) -> np.ndarray:
 
 def _equirect_noise(rng: np.random.Generator, cells: int) -> np.ndarray:
     # Square periodic fractal noise squeezed to 2:1 (tiles horizontally, as the equirect must).
-    n = fbm(rng, EQUIRECT_W, cells, 5)
-    n = 0.75 * n + 0.25 * periodic_noise(rng, EQUIRECT_W, cells * 8)
-    return cv2.resize(n, (EQUIRECT_W, EQUIRECT_H), interpolation=cv2.INTER_AREA)
+    n = fbm(rng, 128, cells, 4)
+    n = 0.75 * n + 0.25 * periodic_noise(rng, 128, cells * 8)
+    return cv2.resize(n, (EQUIRECT_W, EQUIRECT_H), interpolation=cv2.INTER_LINEAR)
 
 
 @functools.lru_cache(maxsize=32)
@@ -134,22 +134,30 @@ def background(
     sky_equirect: np.ndarray, world_from_camera: np.ndarray, yfov_deg: float, size: int, yaw_deg: float = 0.0
 ) -> np.ndarray:
     """What a square pinhole camera (OpenGL convention: looks down -Z, +Y up) sees of the sky: H x W x 3
-    float32 in [0, 1]."""
+    float32 in [0, 1]. Looked up at half resolution and upsampled: skies are smooth at this scale and the
+    trigonometry per pixel is a visible share of a frame's cost."""
+    n = size // 2 if size >= 128 else size
     h, w = sky_equirect.shape[:2]
     t = math.tan(math.radians(yfov_deg) / 2)
-    u = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1) * t
-    xs, ys = np.meshgrid(u, -u)
-    rays = np.stack([xs, ys, -np.ones_like(xs)], -1) @ world_from_camera[:3, :3].T.astype(np.float32)
-    rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
-    az = np.arctan2(-rays[..., 2], rays[..., 0]) - math.radians(yaw_deg)
-    el = np.arcsin(np.clip(rays[..., 1], -1, 1))
-    map_x = ((az / (2 * math.pi)) % 1.0) * w - 0.5
-    map_y = (0.5 - el / math.pi) * h - 0.5
+    u = ((np.arange(n, dtype=np.float32) + 0.5) / n * 2 - 1) * t
+    xs, ys = u[None, :], -u[:, None]
+    r = world_from_camera[:3, :3].astype(np.float32)
+    # world ray = xs * right + ys * up - forward (unnormalised: only its angles matter)
+    rx = xs * r[0, 0] + ys * r[0, 1] - r[0, 2]
+    ry = xs * r[1, 0] + ys * r[1, 1] - r[1, 2]
+    rz = xs * r[2, 0] + ys * r[2, 1] - r[2, 2]
+    az = np.arctan2(-rz, rx) - np.float32(math.radians(yaw_deg))
+    el = np.arctan2(ry, np.hypot(rx, rz))
+    map_x = (az * np.float32(1 / (2 * math.pi))) % 1.0 * w + 0.5  # +1 column of wrap padding, -0.5 centre
+    map_y = np.clip((0.5 - el * np.float32(1 / math.pi)) * h - 0.5, 0, h - 1)
     wrapped = np.concatenate([sky_equirect[:, -1:], sky_equirect, sky_equirect[:, :1]], axis=1)
-    return cv2.remap(
+    out = cv2.remap(
         np.ascontiguousarray(wrapped, dtype=np.float32),
-        (map_x + 1).astype(np.float32),
-        np.clip(map_y, 0, h - 1).astype(np.float32),
+        map_x.astype(np.float32),
+        map_y.astype(np.float32),
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
+    if n != size:
+        out = cv2.resize(out, (size, size), interpolation=cv2.INTER_LINEAR)
+    return out
