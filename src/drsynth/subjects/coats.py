@@ -537,22 +537,48 @@ def _remap_uv(mesh: trimesh.Trimesh, r: _Rect, size: int, pad: int) -> trimesh.T
 
 
 def _fur_field(h: int, w: int, coat: Coat, rng: np.random.Generator, texel_m: float) -> np.ndarray:
-    """Anisotropic streak noise (rows = along the fur), zero mean, unit-ish std, periodic across u."""
-    z = rng.normal(0.0, 1.0, (h, w))
-    strand_m = 0.004 + 0.03 * coat.fur_length  # visible strand/lock length
-    along = max(0.6, strand_m / texel_m / 2.5)
-    across = max(0.5, 0.0015 / texel_m) * (1 + 2.5 * coat.curly)
-    if coat.curly > 0.3:
-        along = across * 1.3
-    f = ndimage.gaussian_filter(z, sigma=(along, across), mode=("nearest", "wrap"))
-    f /= max(float(f.std()), 1e-6)
-    return f
+    """Anisotropic streak noise (rows = along the fur), zero mean, unit std, periodic across u: fine strands
+    plus locks (clumps with partings between them), the texture that still shows at thumbnail scale."""
+
+    def streaks(along_m: float, across_m: float, min_along: float, min_across: float) -> np.ndarray:
+        along = max(min_along, along_m / texel_m)
+        across = max(min_across, across_m / texel_m) * (1 + 2.0 * coat.curly)
+        if coat.curly > 0.3:
+            along = across * 1.2
+        f = ndimage.gaussian_filter(
+            rng.normal(0.0, 1.0, (h, w)), sigma=(along, across), mode=("nearest", "wrap")
+        )
+        return f / max(float(f.std()), 1e-6)
+
+    fine = streaks(0.002 + 0.012 * coat.fur_length, 0.0005, 0.8, 0.5)
+    locks = streaks(0.005 + 0.02 * coat.fur_length, 0.0015 + 0.003 * coat.fur_length, 1.5, 0.8)
+    f = 0.5 * fine + 0.85 * locks
+    return f / max(float(f.std()), 1e-6)
+
+
+def _resize(c: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bilinear resize of an H x W x 3 float image to h x w."""
+    from PIL import Image
+
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray(c[..., k].astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR)
+            )
+            for k in range(3)
+        ],
+        -1,
+    ).astype(np.float64)
 
 
 def bake_atlas(
     model: QuadrupedModel, coat: Coat, seed: int, size: int = 512, pad: int = 2
-) -> tuple[dict[str, trimesh.Trimesh], np.ndarray, np.ndarray]:
-    """Fur parts with atlas UVs, the base-colour atlas and its normal map (uint8 HxWx3)."""
+) -> tuple[dict[str, trimesh.Trimesh], np.ndarray]:
+    """Fur parts with atlas UVs and the base-colour atlas (uint8 H x W x 3).
+
+    The coat pattern is evaluated at half the atlas resolution (patterns are smooth) and upsampled; the fur
+    streaks are added at full resolution.
+    """
     fur = [pg for pg in model.parts if pg.kind == "fur"]
     rest_tf = model.bone_transforms({})
     dims = {pg.name: _loft_dims(pg.mesh) for pg in fur}
@@ -573,8 +599,6 @@ def bake_atlas(
         dens *= 0.93
     by_name = {r.name: r for r in rects}
     img = np.zeros((size, size, 3))
-    nrm = np.zeros((size, size, 3))
-    nrm[..., 2] = 1.0
     rng = np.random.default_rng(seed + 101)
     texel_m = 1.0 / dens
     all_p, all_n, all_part, all_u, all_v, slots = [], [], [], [], [], []
@@ -582,15 +606,16 @@ def bake_atlas(
     for i, pg in enumerate(fur):
         r = by_name[pg.name]
         w, h = r.w - 2 * pad, r.h - 2 * pad
+        wc, hc = max(2, w // 2), max(2, h // 2)
         rest = pg.mesh.copy()
         rest.apply_transform(rest_tf[pg.bone])
-        pos, nor, uu, vv = _sample_grid(rest, rest.vertex_normals, w, h)
+        pos, nor, uu, vv = _sample_grid(rest, rest.vertex_normals, wc, hc)
         all_p.append(pos)
         all_n.append(nor)
         all_part.append(np.full(len(pos), i))
         all_u.append(uu)
         all_v.append(vv)
-        slots.append((r, w, h))
+        slots.append((r, w, h, wc, hc))
     tx = Texels(
         p=np.concatenate(all_p),
         n=np.concatenate(all_n),
@@ -601,30 +626,19 @@ def bake_atlas(
     )
     colors = coat_colors(tx, model, coat, seed)
     k = 0
-    amp = 0.07 + 0.12 * coat.fur_length
-    for r, w, h in slots:
-        c = colors[k : k + w * h].reshape(h, w, 3)
-        k += w * h
+    amp = 0.13 + 0.08 * coat.fur_length
+    for r, w, h, wc, hc in slots:
+        c = _resize(colors[k : k + wc * hc].reshape(hc, wc, 3), h, w)
+        k += wc * hc
         f = _fur_field(h, w, coat, rng, texel_m)
         # Streaks converge at the loft's end caps: fade them out there.
         vv = (np.arange(h) + 0.5) / h
         f = f * (_smooth(0.0, 0.1, vv) * _smooth(0.0, 0.1, 1.0 - vv))[:, None]
-        shade = np.clip(1.0 + amp * f, 0.55, 1.45)[..., None]
-        c = np.clip(c * shade, 0, 1)
-        # Normal map from the streaks: tilt across the strands.
-        gy, gx = np.gradient(f)
-        strength = 0.35 + 0.4 * coat.fur_length
-        nn = np.stack([-gx * strength, -gy * strength * 0.3, np.ones_like(f)], -1)
-        nn /= np.linalg.norm(nn, axis=-1, keepdims=True)
+        c = np.clip(c * np.clip(1.0 + amp * f, 0.6, 1.4)[..., None], 0, 1)
         # Fill the rect including its padding (edge texels repeated) so filtering does not bleed.
-        cp = np.pad(c, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-        npd = np.pad(nn, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-        img[r.y : r.y + r.h, r.x : r.x + r.w] = cp
-        nrm[r.y : r.y + r.h, r.x : r.x + r.w] = npd
+        img[r.y : r.y + r.h, r.x : r.x + r.w] = np.pad(c, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
     meshes = {pg.name: _remap_uv(pg.mesh, by_name[pg.name], size, pad) for pg in fur}
-    img8 = (np.clip(img, 0, 1) ** (1 / 1.0) * 255 + 0.5).astype(np.uint8)
-    nrm8 = ((nrm * 0.5 + 0.5) * 255 + 0.5).astype(np.uint8)
-    return meshes, img8, nrm8
+    return meshes, (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def eye_texture(coat: Coat, species: str, size: int = 128, seed: int = 0) -> np.ndarray:
@@ -690,15 +704,14 @@ def paint_coat(
     model: QuadrupedModel, coat: Coat, *, key: str, seed: int, atlas_size: int = 512
 ) -> tuple[dict[str, trimesh.Trimesh], dict[str, SurfaceMaterial]]:
     """Render-ready meshes (by part name) and materials (by kind: fur, eye, nose) for one breed."""
-    meshes, img, nrm = bake_atlas(model, coat, seed, size=atlas_size)
+    meshes, img = bake_atlas(model, coat, seed, size=atlas_size)
     species = model.a.species
     fur = SurfaceMaterial(
         key=f"{key}#fur",
         base_color=(1.0, 1.0, 1.0, 1.0),
         metallic=0.0,
-        roughness=0.85 - 0.1 * (1 - coat.fur_length),
+        roughness=0.97,
         base_color_texture=img,
-        normal_texture=nrm,
     )
     eye = SurfaceMaterial(
         key=f"{key}#eye",
@@ -709,7 +722,10 @@ def paint_coat(
     nose = SurfaceMaterial(
         key=f"{key}#nose", metallic=0.0, roughness=0.35, base_color_texture=nose_texture(coat, species)
     )
+    whisker = SurfaceMaterial(
+        key=f"{key}#whisker", base_color=(0.92, 0.91, 0.88, 1.0), metallic=0.0, roughness=0.45
+    )
     for pg in model.parts:
         if pg.kind != "fur":
             meshes[pg.name] = pg.mesh
-    return meshes, {"fur": fur, "eye": eye, "nose": nose}
+    return meshes, {"fur": fur, "eye": eye, "nose": nose, "whisker": whisker}

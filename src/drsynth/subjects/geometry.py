@@ -277,16 +277,53 @@ def star_mesh(
     return mesh
 
 
-def ray_to_surface(sdf, origin, direction, r_max: float, iterations: int = 40) -> np.ndarray:
-    """The point where the ray from `origin` (inside) along `direction` leaves the body."""
+def ray_to_surface(sdf, origin, direction, r_max: float, iterations: int = 32) -> np.ndarray:
+    """Where rays from `origin` (inside the body) along `direction` leave it; accepts one ray (3,) or many
+    (N x 3 origins and/or directions)."""
     o = np.asarray(origin, dtype=np.float64)
     d = np.asarray(direction, dtype=np.float64)
-    d = d / np.linalg.norm(d)
-    lo, hi = 0.0, float(r_max)
+    single = o.ndim == 1 and d.ndim == 1
+    o2, d2 = np.broadcast_arrays(np.atleast_2d(o), np.atleast_2d(d))
+    d2 = d2 / np.linalg.norm(d2, axis=1, keepdims=True)
+    lo = np.zeros(len(d2))
+    hi = np.full(len(d2), float(r_max))
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        if sdf((o + d * mid)[None])[0] < 0:
-            lo = mid
-        else:
-            hi = mid
-    return o + d * 0.5 * (lo + hi)
+        inside = sdf(o2 + d2 * mid[:, None]) < 0
+        lo = np.where(inside, mid, lo)
+        hi = np.where(inside, hi, mid)
+    pts = o2 + d2 * (0.5 * (lo + hi))[:, None]
+    return pts[0] if single else pts
+
+
+def axial_mesh(
+    sdf,
+    axis_start,
+    axis_end,
+    *,
+    stations: int = 28,
+    segments: int = 32,
+    side=(0.0, 0.0, 1.0),
+    r_max: float,
+    iterations: int = 26,
+) -> trimesh.Trimesh:
+    """Mesh an elongated smooth body (torso) as a loft: rings found by casting rays from points on the axis
+    `axis_start` -> `axis_end` (both inside the body, near its ends) perpendicular to it. The axis is extended
+    to where it leaves the body, and stations are packed towards the rounded ends. UVs as `loft`."""
+    a = np.asarray(axis_start, dtype=np.float64)
+    b = np.asarray(axis_end, dtype=np.float64)
+    d = (b - a) / np.linalg.norm(b - a)
+    mid = 0.5 * (a + b)
+    tips = ray_to_surface(sdf, np.stack([mid, mid]), np.stack([-d, d]), r_max)
+    p0, p1 = tips[0], tips[1]
+    # Cosine spacing: dense near the ends where the surface turns.
+    s = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, stations))
+    s = np.clip(s, 0.004, 0.996)
+    centres = p0[None] + s[:, None] * (p1 - p0)[None]
+    _, sides, ups = transport_frames(centres, side)
+    theta = np.linspace(0.0, 2 * np.pi, segments, endpoint=False)
+    dirs = np.cos(theta)[None, :, None] * sides[:, None, :] + np.sin(theta)[None, :, None] * ups[:, None, :]
+    origins = np.repeat(centres[:, None, :], segments, axis=1)
+    pts = ray_to_surface(sdf, origins.reshape(-1, 3), dirs.reshape(-1, 3), r_max, iterations=iterations)
+    rings = pts.reshape(stations, segments, 3)
+    return loft(rings)

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 import trimesh
-from scipy import ndimage
 
 from drsynth.subjects import geometry as geo
 from drsynth.subjects.base import Part, Pose, Subject, SurfaceMaterial
@@ -181,7 +180,7 @@ class PartGeom:
     name: str
     bone: str
     mesh: trimesh.Trimesh
-    kind: Literal["fur", "eye", "nose"] = "fur"
+    kind: Literal["fur", "eye", "nose", "whisker"] = "fur"
 
 
 class QuadrupedModel:
@@ -227,39 +226,57 @@ class QuadrupedModel:
         body_c = np.array([0.0, H - 0.5 * D, 0.0])
         self._bone("body", None, body_c)
 
-        # ---- torso: loft along x (rump -> chest) -----------------------------------------------------
-        n = self._seg(26)
-        t = np.linspace(0.0, 1.0, n)
-        ext_r, ext_f = 0.18 * D, 0.16 * D  # the loft extends past the joints: rounded rump and chest
-        xs = np.linspace(x_rear - ext_r, x_front + ext_f, n)
-        tt = (xs - x_rear) / L  # 0 at rump, 1 at withers
-        top = np.interp(tt, [0, 1], [top_rear, top_front]) - 0.03 * D * np.sin(np.pi * np.clip(tt, 0, 1))
-        # Depth profile: hips, waist tuck-up, deep ribcage, chest.
-        depth = (
-            np.interp(
-                tt,
-                [-0.3, 0.0, 0.2, 0.42, 0.62, 0.82, 1.0, 1.25],
-                [0.55, 0.78, 0.8, a.waist_ratio, 0.93, 1.0, 0.95, 0.6],
+        # ---- torso: a smooth union of ellipsoids (ribcage, chest, belly, hindquarters, shoulders, haunches),
+        # meshed as a loft along the body axis so the coat's UVs run head -> tail.
+        yb = H - 0.5 * D
+        yr = top_rear - 0.5 * D
+        waist = a.waist_ratio
+        blobs = [
+            (np.array([x_front - 0.38 * L, yb, 0.0]), np.array([0.42 * L, 0.5 * D, 0.5 * W])),  # ribcage
+            (
+                np.array([x_front - 0.05 * L, yb + 0.03 * D, 0.0]),
+                np.array([0.2 * L + 0.2 * D, 0.46 * D, 0.44 * W]),
+            ),
+            (
+                np.array([-0.05 * L, yb + (1 - waist) * 0.25 * D, 0.0]),
+                np.array([0.32 * L, 0.5 * waist * D, 0.43 * W]),
+            ),
+            (
+                np.array([x_rear + 0.12 * L, yr + 0.02 * D, 0.0]),
+                np.array([0.18 * L + 0.22 * D, 0.42 * D, 0.45 * W]),
+            ),
+        ]
+        for zs in (1.0, -1.0):
+            blobs.append(
+                (
+                    np.array([x_front - 0.16 * L, yb - 0.05 * D, zs * 0.2 * W]),
+                    np.array([0.16 * L, 0.38 * D, 0.3 * W]),
+                )
             )
-            * D
-        )
-        width = (
-            np.interp(
-                tt,
-                [-0.3, 0.0, 0.2, 0.45, 0.7, 0.9, 1.0, 1.25],
-                [0.55, 0.86, 0.9, 0.78, 1.0, 0.95, 0.85, 0.55],
+            blobs.append(
+                (
+                    np.array([x_rear + 0.14 * L, yr - 0.12 * D, zs * 0.2 * W]),
+                    np.array([0.2 * L, 0.36 * D, 0.32 * W]),
+                )
             )
-            * W
+        k_blend = 0.18 * D
+
+        def torso_sdf(p: np.ndarray) -> np.ndarray:
+            d = geo.sdf_ellipsoid(p, *blobs[0])
+            for c, r in blobs[1:]:
+                d = geo.smooth_union(d, geo.sdf_ellipsoid(p, c, r), k_blend)
+            return d
+
+        torso = geo.axial_mesh(
+            torso_sdf,
+            [x_rear, yr, 0.0],
+            [x_front, yb + 0.03 * D, 0.0],
+            stations=self._seg(30),
+            segments=self._seg(34),
+            r_max=2.0 * (L + D),
         )
-        rp = geo.rounded_profile(t, 0.16, 0.14)
-        half_h = 0.5 * depth * rp
-        half_w = 0.5 * width * rp
-        path = np.stack([xs, top - 0.5 * depth, np.zeros(n)], -1)
-        segs = self._seg(32)
-        radial = self._tufts(n, segs, fluff, seed=1)
-        torso = geo.sweep(path, half_w, half_h, segments=segs, side=(0, 0, 1), exponent=2.2, radial=radial)
         self._add("torso", "body", torso)
-        self.torso_path = path
+        self.torso_sdf = torso_sdf
 
         # ---- neck -----------------------------------------------------------------------------------
         neck_base = np.array([x_front - 0.28 * D, H - 0.5 * D, 0.0])  # inside the chest: no visible seam
@@ -285,11 +302,11 @@ class QuadrupedModel:
         fr = a.leg_thickness * D  # forearm radius
         for side, zs in (("l", 1.0), ("r", -1.0)):
             # Front: shoulder -> elbow -> wrist -> paw (vertical at rest).
-            sh = np.array([x_front - 0.22 * D, H - 0.45 * D, zs * 0.30 * W])
+            sh = np.array([x_front - 0.1 * L - 0.15 * D, H - 0.42 * D, zs * 0.30 * W])
             leg_len = sh[1]
             elbow = sh + np.array([-0.05 * D, -0.42 * leg_len, 0.0])
             wrist = np.array([elbow[0] + 0.03 * D, 0.16 * leg_len, sh[2]])
-            paw_c = np.array([wrist[0] + 0.25 * fr, fr * self.a.paw_size * 0.55, sh[2]])
+            paw_c = np.array([wrist[0] + 0.25 * fr, fr * self.a.paw_size * 0.85 * 0.62, sh[2]])
             self._leg(
                 f"f{side}", ("shoulder", "elbow", "wrist"), [sh, elbow, wrist, paw_c], fr, upper_scale=1.9
             )
@@ -298,7 +315,7 @@ class QuadrupedModel:
             hh = hip[1]
             knee = hip + np.array([0.22 * hh, -0.40 * hh, 0.0])
             hock = np.array([knee[0] - 0.30 * hh, 0.26 * hh, hip[2]])
-            paw_h = np.array([hock[0] + 0.06 * hh, fr * self.a.paw_size * 0.55, hip[2]])
+            paw_h = np.array([hock[0] + 0.06 * hh, fr * 1.05 * self.a.paw_size * 0.85 * 0.62, hip[2]])
             self._leg(
                 f"h{side}", ("hip", "knee", "hock"), [hip, knee, hock, paw_h], fr * 1.05, upper_scale=2.4
             )
@@ -326,17 +343,6 @@ class QuadrupedModel:
             parent, pivot = b.name, end
         self.keypoints["tail_tip"] = (parent, np.array([-seg_len, 0.0, 0.0]), tr0 * 0.3)
 
-    def _tufts(self, n: int, m: int, fluff: float, *, seed: int, scale: float = 1.0) -> np.ndarray | None:
-        """Radial jitter that breaks up the silhouette of fluffy coats (deterministic per part)."""
-        if fluff <= 0.05:
-            return None
-        g = np.random.default_rng(seed)
-        r = g.normal(0.0, 1.0, (n, m))
-        # Smooth a little along the path so tufts look like locks, not noise.
-        r = ndimage.gaussian_filter(r, sigma=(1.2, 0.7), mode=("nearest", "wrap"))
-        r /= max(float(r.std()), 1e-6)
-        return 1.0 + 0.03 * fluff * scale * r
-
     def _leg(
         self, leg: str, joints: tuple[str, str, str], pts: list[np.ndarray], r: float, upper_scale: float
     ) -> None:
@@ -351,41 +357,37 @@ class QuadrupedModel:
             bone = f"{leg}_{jn}"
             self._bone(bone, parent, pts[k])
             r0, r1 = radii[k]
-            if k < 2:
-                seg = geo.capsule_along(
-                    pts[k], pts[k + 1], r0, r1, stations=self._seg(10), segments=self._seg(14), side=(1, 0, 0)
-                )
-            else:
-                seg = geo.capsule_along(
-                    pts[k], pts[k + 1], r0, r1, stations=self._seg(8), segments=self._seg(14), side=(1, 0, 0)
-                )
+            # Upper segments are muscles: broad front-to-back, flatter side-to-side.
+            seg = geo.capsule_along(
+                pts[k],
+                pts[k + 1],
+                r0,
+                r1,
+                stations=self._seg(10 if k < 2 else 8),
+                segments=self._seg(14),
+                side=(1, 0, 0),
+                flatten=0.72 if k == 0 else 0.92,
+            )
             self._add(f"{leg}_{jn}", bone, seg)
             parent = bone
-        # The paw: a flattened ellipsoid ahead of the wrist/hock segment's end.
-        pr = r * a.paw_size
+        # The paw: a rounded oval ahead of the wrist/hock segment's end.
+        pr = r * a.paw_size * 0.85
         paw_c = pts[3]
+        k = self._seg(10)
         path = np.stack(
             [
-                np.linspace(paw_c[0] - 0.9 * pr, paw_c[0] + 1.25 * pr, self._seg(10)),
-                np.full(self._seg(10), paw_c[1]),
-                np.full(self._seg(10), paw_c[2]),
+                np.linspace(paw_c[0] - 0.75 * pr, paw_c[0] + 1.1 * pr, k),
+                np.full(k, paw_c[1]),
+                np.full(k, paw_c[2]),
             ],
             -1,
         )
-        tt = np.linspace(0, 1, len(path))
-        prof = geo.rounded_profile(tt, 0.45, 0.5)
-        paw = geo.sweep(
-            path,
-            pr * prof,
-            0.55 * pr * prof,
-            segments=self._seg(14),
-            exponent=2.3,
-            offsets=np.stack([np.zeros(len(path)), 0.0 * prof], -1),
-        )
+        prof = geo.rounded_profile(np.linspace(0, 1, k), 0.4, 0.5)
+        paw = geo.sweep(path, pr * prof, 0.62 * pr * prof, segments=self._seg(14), exponent=2.2)
         self._add(f"{leg}_paw", parent, paw)
         self.keypoints[f"{leg}_paw"] = (
             parent,
-            paw_c - self.bones[parent].pivot + np.array([0, -0.55 * pr, 0]),
+            paw_c - self.bones[parent].pivot + np.array([0, -0.62 * pr, 0]),
             0.0,
         )
 
@@ -454,20 +456,6 @@ class QuadrupedModel:
         centre = C + np.array([0.25 * rx, -0.2 * ry, 0.0])
         r_max = 1.6 * max(HL, SW, SH)
         head = geo.star_mesh(sdf, centre, r_max=r_max, rows=self._seg(34), cols=self._seg(40))
-        n_, m1_ = head.metadata["loft_grid"]
-        tufts = self._tufts(n_, m1_ - 1, a.fluff * 0.5, seed=2)
-        if tufts is not None:
-            t2 = np.concatenate([tufts, tufts[:, :1]], axis=1).reshape(-1)
-            v = head.vertices.copy()
-            v[: n_ * m1_] = centre + (v[: n_ * m1_] - centre) * t2[:, None]
-            head = trimesh.Trimesh(
-                v,
-                head.faces,
-                vertex_normals=geo.welded_normals(v, head.faces),
-                visual=head.visual,
-                process=False,
-                metadata=dict(head.metadata),
-            )
         self._add("head", "head", head)
         stop_x = x_tip - ML
         self.head_info = dict(
@@ -518,13 +506,38 @@ class QuadrupedModel:
         nose = geo.sweep(npath, nw / 2 * nprof, nh / 2 * nprof, segments=16, exponent=2.4, radial=nrad)
         self._add("nose", "head", nose, kind="nose")
 
+        # ---- whiskers (cats): thin white tapered hairs fanning out from the whisker pads --------------------
+        if cat:
+            hairs = []
+            wl = 0.62 * HL
+            for zs in (1.0, -1.0):
+                root = np.array([x_tip - 0.7 * pad_r, m_c[1] - 0.05 * MH, zs * 0.55 * MW])
+                for j in range(6):
+                    yaw = math.radians(50 + 9 * j)  # from straight ahead towards the side
+                    dip = math.radians(-12 + 7 * j)
+                    d = np.array(
+                        [math.cos(yaw) * math.cos(dip), math.sin(dip), zs * math.sin(yaw) * math.cos(dip)]
+                    )
+                    k = 6
+                    tt = np.linspace(0.0, 1.0, k)
+                    # A gentle downward arc.
+                    path = (
+                        root[None]
+                        + (d[None] * tt[:, None] - np.array([0, 0.18, 0])[None] * tt[:, None] ** 2) * wl
+                    )
+                    path = path + (root - path[0])
+                    rad = 0.0007 * (1.0 - 0.85 * tt) + 0.0001
+                    hairs.append(geo.sweep(path, rad, rad, segments=3, side=(0.0, 1.0, 0.0)))
+            self._add("whiskers", "head", trimesh.util.concatenate(hairs), kind="whisker")
+
         # ---- ears -------------------------------------------------------------------------------------
         el = a.ear_length * HL
         ew = a.ear_width * el
         phi = math.radians(20 + 62 * a.ear_set)  # from the top of the skull towards its side
         for side, zs in (("l", 1.0), ("r", -1.0)):
             d = np.array([-0.15 * rx, math.cos(phi) * ry, zs * math.sin(phi) * rz])
-            base = geo.ray_to_surface(sdf, C, d, r_max) - 0.15 * (geo.ray_to_surface(sdf, C, d, r_max) - C)
+            surf = geo.ray_to_surface(sdf, C, d, r_max)
+            base = surf - 0.15 * (surf - C)
             self._bone(f"ear_{side}", "head", base)
             ear = self._ear(el, ew, zs)
             ear.apply_translation(base)
@@ -662,9 +675,10 @@ def sample_quadruped_pose(
             else:
                 _legs(pose, leg, amp * s, -0.7 * lift, 0.7 * lift)
     elif family == "sit":
+        # Rump on the ground, front legs straight down, hind feet planted beside the rump.
         for leg in ("hl", "hr"):
-            _legs(pose, leg, u(1.2, 1.6), u(-2.5, -2.1), u(1.9, 2.5), u(0.05, 0.3))
-        spread = u(-0.1, 0.15)
+            _legs(pose, leg, u(1.3, 1.7), u(-2.5, -2.1), 1.5, u(0.1, 0.35))
+        spread = u(-0.12, 0.12)
 
         def build(pitch: float) -> dict[str, Any]:
             q = dict(pose)
@@ -673,7 +687,10 @@ def sample_quadruped_pose(
                 _legs(q, leg, -pitch + spread, 0.0, 0.0)
             return q
 
-        pose = _solve_pitch(model, build, ("fl_paw", "fr_paw"), lo=0.2, hi=1.05)
+        pose = _solve_pitch(model, build, ("fl_paw", "fr_paw"), lo=0.35, hi=1.05, rest=("torso",))
+        floor = model.lowest_y(pose, ["torso"])
+        for leg in ("hl", "hr"):
+            _plant(model, pose, f"{leg}_hock.pitch", f"{leg}_paw", floor)
     elif family == "sphinx":
         pose["body.pitch"] = u(-0.05, 0.05)
         for leg in ("fl", "fr"):
@@ -707,9 +724,9 @@ def sample_quadruped_pose(
         raise ValueError(f"unknown pose family {family!r}; known: {POSE_FAMILIES}")
 
     # Looking around: neck and head, everywhere.
-    pose["neck.pitch"] = pose.get("neck.pitch", 0.0) + u(-0.35, 0.3) - 0.5 * pose.get("body.pitch", 0.0)
+    pose["neck.pitch"] = pose.get("neck.pitch", 0.0) + u(-0.35, 0.3) - 0.6 * pose.get("body.pitch", 0.0)
     pose["neck.yaw"] = pose.get("neck.yaw", 0.0) + u(-0.45, 0.45)
-    pose["head.pitch"] = u(-0.35, 0.35) - 0.3 * pose.get("body.pitch", 0.0)
+    pose["head.pitch"] = u(-0.35, 0.35) - 0.4 * pose.get("body.pitch", 0.0)
     pose["head.yaw"] = u(-0.6, 0.6)
     pose["head.roll"] = u(-0.25, 0.25)
     if pose.get("body.roll"):
@@ -730,17 +747,25 @@ def sample_quadruped_pose(
 
 
 def _solve_pitch(
-    model: QuadrupedModel, build, front: tuple[str, ...], lo: float, hi: float
+    model: QuadrupedModel,
+    build,
+    front: tuple[str, ...],
+    lo: float,
+    hi: float,
+    rest: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Bisect the body pitch so the front paws touch the ground at the same height as the rest of the body."""
+    """Bisect the body pitch so the front paws touch the ground at the height of the rest of the body (or
+    of the `rest` parts)."""
+    others = (
+        list(rest)
+        if rest
+        else [pg.name for pg in model.parts if not pg.name.startswith(("fl_", "fr_", "tail"))]
+    )
 
     def gap(p: float) -> float:
         q = clip_pose(build(p))
         kh = model.keypoint_heights(q)
-        front_y = min(kh[k] for k in front)
-        rest = [pg.name for pg in model.parts if not pg.name.startswith(("fl_", "fr_", "tail"))]
-        rest_y = model.lowest_y(q, rest)
-        return front_y - rest_y
+        return min(kh[k] for k in front) - model.lowest_y(q, others)
 
     g_lo, g_hi = gap(lo), gap(hi)
     if g_lo * g_hi > 0:
@@ -753,6 +778,18 @@ def _solve_pitch(
         else:
             hi = mid
     return clip_pose(build(0.5 * (lo + hi)))
+
+
+def _plant(model: QuadrupedModel, pose: dict[str, Any], joint: str, paw: str, floor: float) -> None:
+    """Set one joint (within its limits) so the paw's sole comes closest to height `floor`."""
+    lo, hi = JOINT_LIMITS[joint]
+    best, best_err = pose.get(joint, 0.0), np.inf
+    for v in np.linspace(lo, hi, 25):
+        pose[joint] = float(v)
+        err = abs(model.keypoint_heights(pose)[paw] - floor)
+        if err < best_err:
+            best, best_err = float(v), err
+    pose[joint] = best
 
 
 def _lift_tail(model: QuadrupedModel, pose: dict[str, Any]) -> None:
