@@ -219,7 +219,6 @@ class QuadrupedModel:
         fluff = a.fluff
         self.H, self.D, self.W, self.L = H, D, W, L
         x_front, x_rear = L / 2, -L / 2
-        top_front = H
         top_rear = H * (1.0 + a.rump_rise)
 
         # Root "body" bone at the torso centre; torso part hangs on it.
