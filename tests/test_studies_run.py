@@ -49,7 +49,7 @@ def test_transfer_from_the_cli(run, capsys):
     run_dir, cfg, real = run
     args = ["study", "transfer", "--out", str(run_dir), "--preset", "quick", "--real", real,
             "--scenario", cfg.scenario, "--images-per-class", "8", "--test-images-per-class", "3",
-            "--render-size", "48", "--input-size", "32", "--epochs", "1", "--no-report"]
+            "--render-size", "48", "--input-size", "32", "--epochs", "1", "--explain-k", "2", "--no-report"]
     main(args)
     out = capsys.readouterr().out
     assert "transfer on 'real'" in out
@@ -74,6 +74,11 @@ def test_transfer_from_the_cli(run, capsys):
     real_model = json.loads((run_dir / "models" / "real-train.dropout-0.3.s0" / "checkpoint" / "model.json")
                             .read_text())
     assert real_model["classes"] == ["cat", "dog"]  # the 2-class scenario's classes, not the folder's 3
+    # Fig. 5: heatmaps of both models on every domain
+    for model in ("real-train.dropout-0.3.s0", "synth-control.dropout-0.3.s0"):
+        index = json.loads((run_dir / "explain" / model / "index.json").read_text())
+        assert index["methods"] == ["gradcam", "occlusion"] and set(index["domains"]) == {"real", "synthetic", "toon"}
+        assert (run_dir / "explain" / model / "toon.png").is_file()
 
 
 def test_architecture_reuses_models(run):
@@ -122,4 +127,5 @@ def test_report_of_the_run(run):
         assert fig in html
     assert "curve" in html  # training curves from drsynth.train
     assert "test-toon" in html  # sample sheets of the datasets
-    assert "Not in this run" in html and "explain" in html  # no heatmaps were made: said, not hidden
+    assert "Explainability" in html
+    assert "Not in this run" not in html

@@ -97,6 +97,8 @@ class StudyConfig(BaseModel):
     ablations: list[str] = Field(default_factory=lambda: list(ABLATIONS), description="ablation conditions to run")
     architecture_variants: list[str] = Field(default_factory=lambda: list(ARCHITECTURE_VARIANTS),
                                              description="architecture variants to run")
+    explain_k: int = Field(4, ge=0, le=64, description="transfer study: GradCAM/occlusion grids of the first K "
+                           "images per class and domain for each model (the paper's Fig. 5); 0 = none")
 
     def model_post_init(self, _: Any) -> None:
         for field, known in (("ablations", ABLATIONS), ("architecture_variants", ARCHITECTURE_VARIANTS)):
@@ -769,6 +771,20 @@ class StudyRunner:
         atomic_write_json(out / "spec.json", {"model": str(onnx_path.stat().st_mtime_ns), "domains": domains})
         return metrics_path
 
+    def explain_model(self, spec: ModelSpec, onnx_path: Path) -> Path:
+        """Fig. 5-style heatmap grids of one model on each of its domains (RUN/explain/<model>/)."""
+        from drsynth.explain import explain
+
+        out = self.run_dir / "explain" / spec.name
+        domains = {d: self.domains[d].uri for d in spec.eval_domains if d in self.domains}
+        key = {"model": str(onnx_path.stat().st_mtime_ns), "domains": domains, "k": self.cfg.explain_k}
+        if (out / "index.json").is_file() and _same_spec(out / "spec.json", key):
+            return out
+        explain(domains, out, onnx_model=onnx_path, checkpoint=onnx_path.parent / "checkpoint",
+                k=self.cfg.explain_k, name=spec.name)
+        atomic_write_json(out / "spec.json", key)
+        return out
+
     def write_run_json(self) -> None:
         import datetime
         import json
@@ -807,7 +823,10 @@ def run_study(study: str, cfg: StudyConfig, run_dir: str | Path, *, real: str | 
     for ds in plan.datasets:
         runner.build_dataset(ds)
     for m in plan.models:
-        runner.evaluate_model(m, runner.build_model(m))
+        onnx_path = runner.build_model(m)
+        runner.evaluate_model(m, onnx_path)
+        if study == "transfer" and cfg.explain_k and m.seed == plan.series[0].seeds[0]:
+            runner.explain_model(m, onnx_path)
     runner.write_run_json()
     return collect_study(plan, run_dir, extra_notes=runner.notes)
 

@@ -101,6 +101,8 @@ def study_cmd(
     render_size: int | None = typer.Option(None, "--render-size", min=16, help="render side, pixels"),
     workers: int | None = typer.Option(None, "--workers", min=0, help="render and data-loader workers"),
     ablation: list[str] = typer.Option([], "--ablation", help="only these ablation conditions (repeatable)"),
+    explain_k: int | None = typer.Option(None, "--explain-k", min=0, help="transfer: heatmaps of the first K "
+                                         "images per class and domain (default 4; 0 = none)"),
     report: bool = typer.Option(True, "--report/--no-report", help="rebuild RUN/report.html afterwards"),
 ) -> None:
     """Run one of the paper's studies (or all) end to end: render, package, train, export, evaluate, figure."""
@@ -113,7 +115,7 @@ def study_cmd(
     given = {"seeds": seeds, "scenario": scenario, "scaling_scenario": scaling_scenario,
              "images_per_class": images_per_class, "test_images_per_class": test_images_per_class,
              "backbone": backbone, "weights": weights, "epochs": epochs, "input_size": input_size,
-             "render_size": render_size, "workers": workers, "ablations": ablation or None}
+             "render_size": render_size, "workers": workers, "ablations": ablation or None, "explain_k": explain_k}
     try:
         cfg = StudyConfig.preset(preset, **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:  # pydantic's ValidationError
