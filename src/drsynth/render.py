@@ -144,6 +144,7 @@ layout(location = 1) out vec4 subject_mask;
 uniform float fade_start;
 uniform float fade_end;
 uniform float mask_visible;
+uniform float mask_occluder;
 uniform vec4 base_color;
 uniform float metallic;
 uniform float roughness;
@@ -157,6 +158,7 @@ uniform vec3 cam_pos;
 uniform int use_shadow;
 uniform sampler2DShadow shadow_map;
 uniform int toon;
+uniform int toon_flat;
 const float PI = 3.14159265;
 
 vec3 srgb_to_linear(vec3 c) { return pow(c, vec3(2.2)); }
@@ -174,8 +176,12 @@ float key_shadow(float nl) {
 void main() {
     vec3 albedo = base_color.rgb;
     if (has_texture == 1) {
-        // toon: the texture's coarsest mip level is its mean colour -> flat cartoon fills
-        vec3 t = toon == 1 ? textureLod(base_tex, uv, 16.0).rgb : texture(base_tex, uv).rgb;
+        vec3 t = texture(base_tex, uv).rgb;
+        if (toon == 1) {
+            // cartoon fills: scenery takes its texture's mean colour (the coarsest mip level); the subject
+            // keeps its markings, posterised to a few flat tones
+            t = toon_flat == 1 ? textureLod(base_tex, uv, 16.0).rgb : floor(t * 5.0 + 0.5) / 5.0;
+        }
         albedo *= srgb_to_linear(t);
     }
     vec3 n = normalize(w_normal);
@@ -211,9 +217,9 @@ void main() {
     // The far ground fades out (premultiplied alpha) so the sky composited behind it has no hard edge.
     float fade = clamp((fade_end - length(w_pos - cam_pos)) / (fade_end - fade_start), 0.0, 1.0);
     frag_color = vec4(pow(clamp(color, 0.0, 1.0), vec3(1.0 / 2.2)) * fade, fade);
-    // Subject masks: R = subject drawn here (all of it: the subject is drawn first), G = still visible
-    // (occluders drawn later in front clear G through a colour mask). Ground writes nothing here.
-    subject_mask = vec4(1.0, mask_visible, 0.0, 1.0);
+    // Masks: R = subject drawn here (all of it: the subject is drawn first), G = still visible (occluders
+    // drawn later in front clear G through a colour mask), B = occluder in front. Ground writes nothing.
+    subject_mask = vec4(1.0, mask_visible, mask_occluder, 1.0);
 }
 """
 
@@ -792,7 +798,9 @@ class SceneRenderer:
                 role = d.role
                 # subject: write R and G = 1; occluders: clear G where in front; ground: leave the masks
                 gl.glUniform1f(loc(prog, "mask_visible"), 1.0 if role == "subject" else 0.0)
-                write = {"subject": (True, True, True, True), "occluder": (False, True, False, False)}
+                gl.glUniform1f(loc(prog, "mask_occluder"), 1.0 if role == "occluder" else 0.0)
+                gl.glUniform1i(loc(prog, "toon_flat"), int(role != "subject"))
+                write = {"subject": (True, True, True, True), "occluder": (False, True, True, False)}
                 gl.glColorMaski(1, *write.get(role, (False, False, False, False)))
                 if role == "ground":
                     gl.glUniform1f(loc(prog, "fade_start"), fade[0])
@@ -863,12 +871,10 @@ class SceneRenderer:
             out = premult[..., :3]
         else:
             sky_eq = skies.equirect(spec.sky, self.sky_image_dir)
-            if toon:
-                sky_eq = _posterize(sky_eq, 4)
             background = skies.background(sky_eq, pose, spec.camera.yfov_deg, self.size, spec.sky.yaw_deg)
             out = premult[..., :3] + background * (1.0 - alpha)
         if toon:
-            out = _ink(out, _linear_depth(self._read_depth(), znear, zfar), subject_mask)
+            out = _ink(out, _linear_depth(self._read_depth(), znear, zfar), visible, masks[..., 2] > 127)
         image = (np.clip(out, 0, 1) * 255.0 + 0.5).astype(np.uint8)
         self._subject_cache = None  # posed subjects are per image: never reuse their draws
         return RenderResult(image, subject_mask, visible, visible_fraction, _bbox(visible))
@@ -907,24 +913,27 @@ def _bbox(mask: np.ndarray) -> list[int] | None:
     return [int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1]
 
 
-def _posterize(img: np.ndarray, levels: int) -> np.ndarray:
-    return np.round(img * (levels - 1)) / (levels - 1)
-
-
-def _ink(img: np.ndarray, linear_depth: np.ndarray, subject_mask: np.ndarray) -> np.ndarray:
-    """Toon ink lines: where depth jumps (silhouettes) or bends sharply (creases), and around the subject."""
+def _ink(img: np.ndarray, linear_depth: np.ndarray, subject: np.ndarray, occluders: np.ndarray) -> np.ndarray:
+    """Toon ink lines: object outlines (subject, occluders) and, inside objects, where depth jumps or bends
+    sharply (limbs in front of bodies, creases). The ground gets none: its depth grows steeply towards the
+    horizon, which is not an edge."""
     import cv2
 
-    d = np.where(linear_depth > 0, linear_depth, linear_depth.max() * 4 + 1.0).astype(np.float32)
+    kernel = np.ones((3, 3), np.uint8)
+
+    def outline(mask: np.ndarray) -> np.ndarray:
+        m = mask.astype(np.uint8)
+        return (cv2.dilate(m, kernel) - cv2.erode(m, kernel)).astype(bool) & (cv2.dilate(m, kernel) > 0)
+
+    objects = subject | occluders
+    d = np.where(linear_depth > 0, linear_depth, linear_depth.max() + 1.0).astype(np.float32)
     logd = np.log(d)
     gx = cv2.Sobel(logd, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(logd, cv2.CV_32F, 0, 1, ksize=3)
-    jump = np.hypot(gx, gy) > 0.08
-    lap = np.abs(cv2.Laplacian(logd, cv2.CV_32F, ksize=3))
-    crease = lap > 0.04
-    m = subject_mask.astype(np.uint8)
-    outline = (cv2.dilate(m, np.ones((3, 3), np.uint8)) - m).astype(bool)
-    lines = jump | crease | outline
+    inner = cv2.erode(objects.astype(np.uint8), kernel).astype(bool)
+    jump = (np.hypot(gx, gy) > 0.25) & inner
+    crease = (np.abs(cv2.Laplacian(logd, cv2.CV_32F, ksize=3)) > 0.06) & inner
+    lines = outline(subject) | outline(occluders) | jump | crease
     out = img.copy()
     out[lines] *= 0.08
     return out

@@ -19,11 +19,11 @@ class CameraConfig(RandomizerConfig):
     aim_offset: how far the aim point moves off the subject centre, in subject radii (in the image plane).
     elevation_deg: sampled uniformly over the hemisphere's surface within this band."""
 
-    distance: Range(0.3, 50.0) = (1.05, 2.4)
+    distance: Range(0.3, 50.0) = (0.8, 2.0)
     elevation_deg: Range(-10.0, 90.0) = (2.0, 75.0)
     azimuth_deg: Range(-360.0, 720.0) = (0.0, 360.0)
     yfov_deg: Range(5.0, 120.0) = (25.0, 60.0)
-    aim_offset: Range(0.0, 2.0) = (0.0, 0.35)
+    aim_offset: Range(0.0, 2.0) = (0.0, 0.3)
     roll_deg: Range(-180.0, 180.0) = (-8.0, 8.0)
 
 
