@@ -40,9 +40,24 @@ def _worker(k, n_workers, scenario_json, indices, out_dir, warm, lp_threads, bar
     for i in range(warm):
         worker.render(10**7 + k * warm + i)
     samples = prepare_output(Path(out_dir), sc)
+    # Time the subjects' own work (pose sampling, posed parts) separately from the renderer's.
+    stages = {"subject pose+parts": 0.0, "describe+render": 0.0, "jpeg+write": 0.0}
+
+    def timed(fn):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                stages["subject pose+parts"] += time.perf_counter() - t
+
+        return wrapper
+
+    for pool in worker.ctx.pools.values():
+        for s in pool:
+            s.sample_pose, s.parts = timed(s.sample_pose), timed(s.parts)
     t_ready = time.perf_counter()
     barrier.wait()
-    stages = {"describe+render": 0.0, "jpeg+write": 0.0}
     t0 = time.perf_counter()
     c0 = time.process_time()
     for i in indices:
@@ -50,8 +65,9 @@ def _worker(k, n_workers, scenario_json, indices, out_dir, warm, lp_threads, bar
         sample = worker.render(i)
         b = time.perf_counter()
         write_sample(samples, sample, sc.render.jpeg_quality)
-        stages["describe+render"] += b - a
+        stages["describe+render"] += b - a  # includes the subject's share, subtracted below
         stages["jpeg+write"] += time.perf_counter() - b
+    stages["describe+render"] -= stages["subject pose+parts"]
     t1 = time.perf_counter()
     results.put(
         {"k": k, "n": len(indices), "t0": t0, "t1": t1, "cpu": time.process_time() - c0, "startup": t_ready - t_start,

@@ -213,3 +213,17 @@ def test_cli_render_and_preview_with_procedural_subjects(tmp_path):
     assert res.returncode == 0, res.stderr
     img = Image.open(sheet)
     assert img.width == 3 * 64  # one tile per breed: 2 cats + 1 dog
+
+
+def test_corrupt_model_file_is_reported_and_a_class_without_subjects_fails(tmp_path):
+    pytest.importorskip("drsynth.subjects.imported")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "broken.glb").write_bytes(b"glTF\x02\x00\x00\x00 definitely not a model")
+    sc = tmp_path / "s.yaml"
+    sc.write_text(f"classes:\n  cat: {{models_dir: {models}}}\n  dog: {{procedural: dog}}\n")
+    res = _cli("render", "--scenario", str(sc), "--count", "2", "--out", str(tmp_path / "o"), "--size", "32")
+    assert res.returncode == 2, res.stderr
+    assert "broken.glb" in res.stderr  # the bad file is named
+    assert "class 'cat' has no subject" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "o").exists()  # nothing written

@@ -300,6 +300,15 @@ def render_range(
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     out_dir = Path(out_dir)
+    if ctx is None:
+        from drsynth.describe import build_context
+
+        # Subject pools are checked before anything is written (a class left without subjects fails here).
+        ctx = build_context(scenario)
+        in_process_ctx = None if workers > 1 else ctx
+    else:
+        in_process_ctx = ctx
+        workers = 1
     samples_dir = prepare_output(out_dir, scenario)
     wanted = range(start, start + count)
     skip = done_indices(out_dir, wanted)
@@ -313,14 +322,14 @@ def render_range(
     if not todo:
         return RenderSummary(out_dir, count, len(skip), 0, 0.0)
 
-    workers = 1 if ctx is not None else min(workers, max(1, len(todo) // chunk))
+    workers = min(workers, max(1, len(todo) // chunk))
     _set_rasterizer_threads(workers)
     from drsynth.render import select_platform
 
     select_platform()  # once here, inherited by the workers
     done = 0
     if workers == 1:
-        worker = SampleRenderer(scenario, ctx=ctx)
+        worker = SampleRenderer(scenario, ctx=in_process_ctx or ctx)
         t0 = time.perf_counter()  # count rendering, not the pool set-up, in images/s
         try:
             for i in todo:

@@ -103,6 +103,15 @@ def register(app: typer.Typer) -> None:
 
         if by not in ("index", "breed"):
             raise ConfigError(f"--by must be 'index' or 'breed', got '{by}'")
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
         sc = load_scenario(scenario, seed=seed, image_size=size, disable=disable, enable=enable, style=style)
-        n = preview_sheet(sc, out, count=count, by=by, columns=columns)
-        Console(stderr=True).print(f"wrote a contact sheet of {n} renders -> {out}", highlight=False, soft_wrap=True)
+        console = Console(stderr=True)
+        with Progress(TextColumn("[bold]preview"), BarColumn(), MofNCompleteColumn(), console=console) as progress:
+            task = progress.add_task("preview", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            n = preview_sheet(sc, out, count=count, by=by, columns=columns, on_progress=on_progress)
+        console.print(f"wrote a contact sheet of {n} renders -> {out}", highlight=False, soft_wrap=True)
