@@ -320,3 +320,7 @@ def test_cli_rejects_bad_settings_with_one_line(tmp_path, capsys):
         cli(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--eval", "no-equals-sign"])
     assert e.value.code == 2
     assert "NAME=URI" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--no-such-flag"])
+    assert e.value.code == 2
+    assert "No such option: --no-such-flag" in capsys.readouterr().err

@@ -77,7 +77,14 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # click usage errors and the like
         import click
 
-        if isinstance(e, click.ClickException):
+        usage_errors: tuple[type[Exception], ...] = (click.ClickException,)
+        try:  # typer >= 0.2x raises its vendored click's exceptions, which are not click's
+            from typer._click.exceptions import ClickException as VendoredClickException
+
+            usage_errors += (VendoredClickException,)
+        except ImportError:
+            pass
+        if isinstance(e, usage_errors):
             e.show()
             sys.exit(e.exit_code)
         raise

@@ -106,9 +106,9 @@ def train_cmd(
     settings["overwrite"] = overwrite or settings.get("overwrite", False)
     settings["progress"] = progress
     cfg = _validate(settings)
+    state = "frozen" if cfg.frozen else ("trained from scratch" if cfg.weights == "none" else "fine-tuned")
     console.print(
-        f"training {cfg.backbone} ({'frozen' if cfg.frozen else 'fine-tuned'}, weights {cfg.weights}) "
-        f"for {cfg.epochs} epochs on {cfg.data}"
+        f"training {cfg.backbone} ({state}, weights {cfg.weights}) for {cfg.epochs} epochs on {cfg.data}"
     )
     with metrics.step("train"):
         result = main(cfg)
