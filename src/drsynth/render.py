@@ -418,7 +418,8 @@ class SceneRenderer:
         self,
         size: int,
         *,
-        msaa_samples: int = 4,
+        msaa_samples: int = 1,
+        smooth_edges: bool = True,
         shadow_map_size: int = 1024,
         material_image_dir: Path | None = None,
         sky_image_dir: Path | None = None,
@@ -427,6 +428,7 @@ class SceneRenderer:
         self._pr, self._gl = pyrender, gl
         self.size = int(size)
         self.msaa = int(msaa_samples)
+        self.smooth_edges = bool(smooth_edges)
         self.shadow_size = int(shadow_map_size)
         self.material_image_dir = material_image_dir
         self.sky_image_dir = sky_image_dir
@@ -873,8 +875,11 @@ class SceneRenderer:
             sky_eq = skies.equirect(spec.sky, self.sky_image_dir)
             background = skies.background(sky_eq, pose, spec.camera.yfov_deg, self.size, spec.sky.yaw_deg)
             out = premult[..., :3] + background * (1.0 - alpha)
+        occluders = masks[..., 2] > 127
+        if self.smooth_edges:
+            out = _smooth_edges(out, (visible, occluders, alpha[..., 0] > 0.5))
         if toon:
-            out = _ink(out, _linear_depth(self._read_depth(), znear, zfar), visible, masks[..., 2] > 127)
+            out = _ink(out, _linear_depth(self._read_depth(), znear, zfar), visible, occluders)
         image = (np.clip(out, 0, 1) * 255.0 + 0.5).astype(np.uint8)
         self._subject_cache = None  # posed subjects are per image: never reuse their draws
         return RenderResult(image, subject_mask, visible, visible_fraction, _bbox(visible))
@@ -911,6 +916,24 @@ def _bbox(mask: np.ndarray) -> list[int] | None:
     if not len(xs):
         return None
     return [int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1]
+
+
+def _smooth_edges(img: np.ndarray, masks: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Anti-aliasing for single-sample renders: blend a slight blur in along object silhouettes only (where
+    the subject, occluders or the sky boundary change), so textures stay sharp. ~1 ms against ~14 ms for 4x
+    MSAA on a CPU rasteriser."""
+    import cv2
+
+    kernel = np.ones((3, 3), np.uint8)
+    edges = np.zeros(img.shape[:2], np.uint8)
+    for m in masks:
+        m8 = m.astype(np.uint8)
+        edges |= cv2.dilate(m8, kernel) - cv2.erode(m8, kernel)
+    if not edges.any():
+        return img
+    w = cv2.GaussianBlur(edges.astype(np.float32), (3, 3), 0.7)[..., None] * np.float32(0.85)
+    blur = cv2.GaussianBlur(img, (3, 3), 0.85)
+    return img + (blur - img) * w
 
 
 def _ink(img: np.ndarray, linear_depth: np.ndarray, subject: np.ndarray, occluders: np.ndarray) -> np.ndarray:

@@ -92,6 +92,7 @@ class SampleRenderer:
         self.renderer = SceneRenderer(
             scenario.image_size,
             msaa_samples=scenario.render.msaa_samples,
+            smooth_edges=scenario.render.smooth_edges,
             shadow_map_size=scenario.render.shadow_map_size,
             material_image_dir=scenario.randomizers.materials.image_dir,
             sky_image_dir=scenario.randomizers.sky.image_dir,
