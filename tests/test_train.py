@@ -187,6 +187,8 @@ def test_small_cnn_trains_clearly_above_chance_and_reloads_identically(shapes, t
         == result.best_val_accuracy
         == max(r["val"]["accuracy"] for r in hist["epochs"])
     )
+    ties = [r for r in hist["epochs"] if r["val"]["accuracy"] == result.best_val_accuracy]
+    assert best["val"]["loss"] == min(r["val"]["loss"] for r in ties)  # on a tie, the lower validation loss
     assert best["eval"]["other"]["accuracy"] >= 0.8 and best["eval"]["other"]["n"] == 30
     assert all(r["train"]["images_per_s"] > 0 for r in hist["epochs"])
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -252,6 +254,8 @@ def test_config_defaults_and_validation():
         TrainConfig(data="d", out="o", backbone="resnet9000")
     with pytest.raises(ValidationError, match="Extra inputs"):
         TrainConfig(data="d", out="o", learning_rate=0.1)
+    with pytest.raises(ValidationError, match="reserved"):
+        TrainConfig(data="d", out="o", evals={"val": "x"})
 
 
 def test_bad_inputs_fail_before_training(shapes, tmp_path):

@@ -112,6 +112,11 @@ class TrainConfig(BaseModel):
             self.frozen = self.weights != NO_WEIGHTS
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be distinct, got {self.classes}")
+        reserved = [n for n in self.evals if n in ("train", "val")]
+        if reserved:
+            raise ValueError(
+                f"evaluation domain names {reserved} are reserved for the training and validation data"
+            )
         return self
 
     @property
@@ -453,7 +458,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
     augment, plain = train_transform(pp, cfg.augment), eval_transform(pp)
 
     history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0}
+    best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "score": (-1.0, -float("inf"))}
     m = metrics.train()  # the step's handle under `metrics.step("train")` (the CLI), else an unexported one
     with atomic_dir(out, overwrite=True) as tmp, _progress(cfg.progress) as bar:
         m.epochs_planned.set(cfg.epochs)
@@ -510,9 +515,11 @@ def _train(cfg: TrainConfig) -> TrainResult:
             history.append(row)
             bar.console.print(_epoch_line(row, cfg.epochs), highlight=False)
 
-            # --- keep the best checkpoint by validation accuracy (ties: the earlier epoch)
-            if row["val"]["accuracy"] > best["val_accuracy"]:
-                best = {"epoch": epoch + 1, "val_accuracy": row["val"]["accuracy"]}
+            # --- keep the best checkpoint by validation accuracy; on a tie (a small or easy validation set
+            # saturates) the lower validation loss wins
+            score = (row["val"]["accuracy"], -row["val"]["loss"])
+            if score > best["score"]:
+                best = {"epoch": epoch + 1, "val_accuracy": row["val"]["accuracy"], "score": score}
                 save_checkpoint(tmp, model, _checkpoint_info(cfg, classes, pp, row))
             _write_history(tmp, cfg, classes, history, best, store, [val_set, *eval_sets])
     return TrainResult(out, classes, best["epoch"], best["val_accuracy"], history)
