@@ -331,11 +331,17 @@ def write_results(res: EvalResults, out_dir: str | Path, *, confusion_png: bool 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, m in res.domains.items() if confusion_png else ():
-        png = plot_confusion(m, res.classes, title=f"{Path(res.model).stem} on {name}")
+        png = plot_confusion(m, res.classes, title=f"{model_label(res.model)} on {name}")
         atomic_write_bytes(out_dir / f"confusion-{name}.png", png)
     path = out_dir / "metrics.json"
     atomic_write_json(path, res.model_dump(mode="json"))
     return path
+
+
+def model_label(path: str | Path) -> str:
+    """A readable name for a model file: RUN/models/<name>/model.onnx -> <name>."""
+    p = Path(path)
+    return p.parent.name if p.stem == "model" and p.parent.name else p.stem
 
 
 def plot_confusion(m: DomainMetrics, classes: Sequence[str], *, title: str) -> bytes:

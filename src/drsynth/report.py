@@ -83,6 +83,10 @@ PAPER: tuple[PaperNumber, ...] = (
        'read from Fig. 7 (approx.); text: the real model transfers "reasonabl[y]" to the cartoons'),
     _P("transfer", "real", "synthetic", "synthetic", "accuracy", None,
        'read from Fig. 7 (approx.); text: the real model "generalized very poorly" to the synthetic domain'),
+    _P("scaling", "synthetic", "2-classes", "real", "accuracy", None,
+       "read from Fig. 8 (approx.); the text gives no separate number for the 2-class model of Fig. 8"),
+    _P("scaling", "synthetic", "2-classes", "real", "aar", None,
+       "read from Fig. 8 (approx.); the text gives no separate number for the 2-class model of Fig. 8"),
     _P("scaling", "synthetic", "3-classes", "real", "accuracy", None,
        'read from Fig. 8 (approx.); text: accuracy "remain[s] consistent moving up to 3 and 4 categories"'),
     _P("scaling", "synthetic", "4-classes", "real", "accuracy", None,
@@ -138,12 +142,21 @@ class _Page:
         rel = path.relative_to(self.run_dir).as_posix()
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
-        s.html.append(f'<figure><img src="data:{mime};base64,{data}" alt="{_e(caption)}" style="max-width:{width}">'
+        s.html.append(f'<figure style="max-width:{width}"><img src="data:{mime};base64,{data}" alt="{_e(caption)}">'
                       f"<figcaption>{_e(caption)} <span class=path>({_e(rel)})</span></figcaption></figure>")
         s.md.append(f"![{caption}]({rel})\n\n*{caption}*\n")
 
+    def open_details(self, s: Section, summary: str) -> None:
+        s.html.append(f"<details><summary>{_e(summary)}</summary>")
+        s.md.append(f"<details><summary>{summary}</summary>\n")
+
+    def close_details(self, s: Section) -> None:
+        s.html.append("</details>")
+        s.md.append("</details>\n")
+
     def table(self, s: Section, header: list[str], rows: list[list[str]]) -> None:
-        s.html.append("<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead><tbody>"
+        head = ("<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr></thead>") if any(header) else ""
+        s.html.append(f"<table>{head}<tbody>"
                       + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
                       + "</tbody></table>")
         s.md.append("| " + " | ".join(_md(h) for h in header) + " |\n|" + "---|" * len(header) + "\n"
@@ -249,7 +262,7 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> tuple[Path
         sec = page.section(TITLES.get(st, st), f"study-{st}")
         fig = run_dir / "studies" / st / res.figure
         if fig.is_file():
-            page.image(sec, fig, f"{TITLES.get(st, st)}", width="820px")
+            page.image(sec, fig, f"{TITLES.get(st, st)}")
         page.table(sec, ["model", "condition", "domain", "metric", "mean [95%]", "per seed"], [
             [f"{c.group}-trained", c.label, c.domain, c.metric, _ci(c), ", ".join(_pct(v) for v in c.values)]
             for c in res.conditions])
@@ -259,9 +272,16 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> tuple[Path
     # Evaluations
     if evals:
         sec = page.section("Evaluation per model", "eval")
+        domains = list(dict.fromkeys(d for ev in evals.values() for d in ev.domains))
+        page.para(sec, "Accuracy of every model on every domain (* = its training domain); the details of each "
+                  "model (per-class accuracy, AAR, confusion matrices) unfold below.")
+        page.table(sec, ["model", "classes", *domains, "out-of-domain mean"], [
+            [name, str(len(ev.classes)),
+             *[(_pct(ev.domains[d].accuracy) + ("*" if d in ev.train_domains else "")) if d in ev.domains else "—"
+               for d in domains], _pct(ev.mean_out_of_domain_accuracy)]
+            for name, ev in evals.items()])
         for name, ev in evals.items():
-            sec.html.append(f"<h3>{_e(name)}</h3>")
-            sec.md.append(f"### {name}\n")
+            page.open_details(sec, f"{name}: " + ", ".join(f"{d} {_pct(m.accuracy)}" for d, m in ev.domains.items()))
             rows = []
             for dom, m in ev.domains.items():
                 per = ", ".join(f"{c} {_pct(a)}" for c, a in m.per_class_accuracy.items())
@@ -273,14 +293,16 @@ def build_report(run_dir: str | Path, *, title: str | None = None) -> tuple[Path
             for dom in ev.domains:
                 png = run_dir / "eval" / name / f"confusion-{dom}.png"
                 if png.is_file():
-                    page.image(sec, png, f"{name} on {dom}", width="340px")
+                    page.image(sec, png, f"{name} on {dom}", width="360px")
+            page.close_details(sec)
     else:
         page.missing.append("eval/*/metrics.json")
 
     _training_section(page, run_dir)
     _images_section(page, run_dir / "explain", "Explainability (GradCAM, occlusion sensitivity)", "explain",
                     "explain/<model>/<domain>.png")
-    _images_section(page, run_dir / "samples", "Sample renders and domain images", "samples", "samples/*.png")
+    _images_section(page, run_dir / "samples", "Sample renders and domain images", "samples", "samples/*.png",
+                    width="560px")
 
     # Configs
     sec = page.section("Configuration", "config")
@@ -328,6 +350,8 @@ def _domains_section(page: _Page, run: dict[str, Any], evals: dict[str, Any]) ->
         page.table(sec, ["domain", "kind", "source", "description", "where", "images evaluated"], rows)
     else:
         page.para(sec, "No domains recorded.")
+    for note in run.get("notes") or []:
+        page.para(sec, f"Note: {note}")
 
 
 def _training_section(page: _Page, run_dir: Path) -> None:
@@ -341,6 +365,7 @@ def _training_section(page: _Page, run_dir: Path) -> None:
         ck = d / "checkpoint"
         info = _read_json(ck / "model.json") or {}
         spec = _read_json(d / "spec.json") or {}
+        spec = spec.get("spec", spec)  # drsynth.studies writes {"spec": ModelSpec, "data": uri}
         m = info.get("metrics") or {}
         best = m.get("best_val_accuracy", m.get("val_accuracy"))
         rows.append([d.name, str(info.get("backbone", spec.get("backbone", "—"))), ", ".join(info.get("classes", [])),
@@ -350,11 +375,11 @@ def _training_section(page: _Page, run_dir: Path) -> None:
     for d in models:
         curves = sorted((d / "checkpoint").glob("*.png")) + sorted(d.glob("*.png"))
         for png in curves:
-            page.image(sec, png, f"{d.name}: {png.stem.replace('_', ' ')}", width="520px")
+            page.image(sec, png, f"{d.name}: {png.stem.replace('_', ' ')}", width="380px")
         if not curves:
             hist = _history(d / "checkpoint")
             if hist is not None:
-                page.image(sec, hist, f"{d.name}: training curves", width="520px")
+                page.image(sec, hist, f"{d.name}: training curves", width="380px")
 
 
 def _history(ck: Path) -> Path | None:
@@ -405,14 +430,15 @@ def _accuracies(epoch: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _images_section(page: _Page, folder: Path, title: str, anchor: str, missing: str) -> None:
+def _images_section(page: _Page, folder: Path, title: str, anchor: str, missing: str, *,
+                    width: str = "100%") -> None:
     pngs = sorted(folder.rglob("*.png")) if folder.is_dir() else []
     if not pngs:
         page.missing.append(missing)
         return
     sec = page.section(title, anchor)
     for png in pngs:
-        page.image(sec, png, png.relative_to(folder).with_suffix("").as_posix().replace("/", " / "))
+        page.image(sec, png, png.relative_to(folder).with_suffix("").as_posix().replace("/", " / "), width=width)
 
 
 _CSS = """
@@ -422,7 +448,8 @@ h1{font-size:1.6em;margin-bottom:4px}h2{border-bottom:2px solid #eee;padding-bot
 nav{background:#f6f8fa;padding:8px 12px;border-radius:6px;font-size:.92em}nav a{margin-right:14px}
 table{border-collapse:collapse;margin:10px 0;font-size:.9em}th,td{border:1px solid #ddd;padding:4px 8px;
 text-align:left;vertical-align:top}th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
-figure{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}figcaption{font-size:.85em;color:#555}
+figure{display:inline-block;margin:8px 12px 8px 0;vertical-align:top}figure img{max-width:100%}
+figcaption{font-size:.85em;color:#555;overflow-wrap:anywhere}
 .path{color:#999}pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:.8em;max-height:420px}
 details{margin:6px 0}summary{cursor:pointer;font-weight:600}.meta{color:#666;font-size:.9em}
 """

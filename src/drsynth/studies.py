@@ -447,7 +447,9 @@ def plot_study(res: StudyResults) -> bytes:
         ax.plot(xs, [1 / x for x in xs], ":", color="grey", label="chance (1/n)")
         ax.set_xticks(xs)
         ax.set_xlabel("number of classes")
-        ax.set_ylim(0, 1.05)
+        lowest = min([0.0] + [c.ci95[0] for c in res.conditions])  # AAR can be negative (below chance)
+        ax.set_ylim(lowest - 0.05 if lowest < 0 else 0, 1.05)
+        ax.axhline(0, color="black", linewidth=0.6)
     else:
         groups = list(dict.fromkeys(c.group for c in res.conditions))
         names = list(dict.fromkeys(c.name for c in res.conditions))
@@ -701,6 +703,9 @@ class StudyRunner:
         if toon:
             self.domains["toon"] = DomainInfo(uri=str(toon), kind="toon", source="user",
                                               description=f"cartoons ({toon})")
+        for name, info in self.domains.items():
+            if info.source == "user":
+                domain_sheet(info.uri, self.run_dir / "samples" / f"domain-{name}.png")
         count = lambda sc: cfg.test_images_per_class * len(sc.classes)  # noqa: E731
         for name in needed:
             if name in self.domains:
@@ -760,15 +765,16 @@ class StudyRunner:
         domains = {d: self.domains[d].uri for d in spec.eval_domains if d in self.domains}
         if not domains:
             raise ConfigError(f"model {spec.name}: none of its evaluation domains {spec.eval_domains} exists")
+        # the training domain by kind: a synthetic model's is `synthetic` or `synthetic4`
+        train_domains = [d for d in domains if self.domains[d].kind == spec.train_domain]
+        key = {"model": str(onnx_path.stat().st_mtime_ns), "domains": domains, "train_domains": train_domains}
         metrics_path = out / "metrics.json"
-        if metrics_path.is_file() and (out / "spec.json").is_file() and _same_spec(
-                out / "spec.json", {"model": str(onnx_path.stat().st_mtime_ns), "domains": domains}):
+        if metrics_path.is_file() and _same_spec(out / "spec.json", key):
             EvalResults.read(metrics_path)
             return metrics_path
-        train_domains = [spec.train_domain] if spec.train_domain in domains else []
         evaluate(onnx_path, domains, out_dir=out, train_domains=train_domains, only_model_classes=True,
                  progress=self.progress)
-        atomic_write_json(out / "spec.json", {"model": str(onnx_path.stat().st_mtime_ns), "domains": domains})
+        atomic_write_json(out / "spec.json", key)
         return metrics_path
 
     def explain_model(self, spec: ModelSpec, onnx_path: Path) -> Path:
@@ -828,7 +834,28 @@ def run_study(study: str, cfg: StudyConfig, run_dir: str | Path, *, real: str | 
         if study == "transfer" and cfg.explain_k and m.seed == plan.series[0].seeds[0]:
             runner.explain_model(m, onnx_path)
     runner.write_run_json()
-    return collect_study(plan, run_dir, extra_notes=runner.notes)
+    return collect_study(plan, run_dir)  # run-wide notes (splits, held-out breeds) are in run.json
+
+
+def domain_sheet(uri: str, out_png: Path, *, per_class: int = 8) -> None:
+    """A contact sheet of a domain's first images per class (the paper's Fig. 6 shows one per domain)."""
+    import io as _io
+
+    from drsynth.data import open_domain
+    from drsynth.dataset_card import contact_sheet, make_thumbnail
+    from drsynth.explain import first_per_class
+
+    ds = open_domain(uri)
+    thumbs: dict[str, list[bytes]] = {c: [] for c in ds.classes}
+    for image, cls, _ in first_per_class(ds, per_class):
+        buf = _io.BytesIO()
+        image.convert("RGB").save(buf, format="JPEG", quality=90)
+        thumbs[cls].append(make_thumbnail(buf.getvalue()))
+    counts: dict[str, int] = {}
+    for s in getattr(ds, "files", []):  # image folders know their files without decoding them
+        counts[ds.classes[s[1]]] = counts.get(ds.classes[s[1]], 0) + 1
+    atomic_write_bytes(out_png, contact_sheet(thumbs, counts or {c: len(v) for c, v in thumbs.items()},
+                                              list(ds.classes)))
 
 
 def render_images(scenario: Any, count: int, out_dir: Path, *, workers: int = 0, progress: bool = True,
