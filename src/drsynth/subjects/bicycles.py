@@ -1118,7 +1118,7 @@ def _wheel(spec: BikeSpec, hub_half: float, *, rear: bool) -> dict[str, np.ndarr
     rim_pts = np.stack([(r_in + 0.002) * np.cos(a), (r_in + 0.002) * np.sin(a), side * 0.002], -1)
     # Spokes are drawn a little thicker than real (1.1 mm) so they survive 224 px renders as the fine
     # lines photos show.
-    out["spoke"] = S.prisms(hub_pts, rim_pts, 0.0017, sides=4)
+    out["spoke"] = S.prisms(hub_pts, rim_pts, 0.0007, sides=4)
     if rear:
         cogs = 6 if spec.gears else 1
         for c in range(cogs):

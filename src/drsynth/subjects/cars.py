@@ -215,8 +215,8 @@ PRESETS: dict[str, CarSpec] = {
         roof_front_x=0.47,
         roof_rear_x=0.33,
         deck_x=0.12,
-        deck_h=0.95,
-        tail_h=0.92,
+        deck_h=0.9,
+        tail_h=0.88,
         b_pillar_x=0.4,
         c_pillar_x=0.33,
         tumblehome=0.72,
@@ -526,10 +526,10 @@ PRESETS: dict[str, CarSpec] = {
         cowl_h=0.82,
         belt_h=0.82,
         roof_front_x=0.46,
-        roof_rear_x=0.32,
-        deck_x=0.1,
-        deck_h=0.9,
-        tail_h=0.9,
+        roof_rear_x=0.3,
+        deck_x=0.12,
+        deck_h=0.84,
+        tail_h=0.84,
         b_pillar_x=0.4,
         c_pillar_x=0.33,
         tumblehome=0.7,
@@ -708,7 +708,7 @@ class Profile:
     def top(self, x):
         s = self.spec
         base = self._top(x)
-        f, r = self._end(x, s.face_round, 3.0)
+        f, r = self._end(x, s.face_round, 5.0)
         base = self.y_mid_front + (base - self.y_mid_front) * f
         return self.y_mid_rear + (base - self.y_mid_rear) * r
 
@@ -726,7 +726,7 @@ class Profile:
             ramp = np.clip((self.arch_r + 0.015 - dx) / 0.015, 0, 1)
             target = np.where(dx < self.arch_r, arch, self.wheel_r)
             y = np.maximum(y, y + (target - y) * ramp)
-        f, r = self._end(x, s.face_round, 3.0)
+        f, r = self._end(x, s.face_round, 5.0)
         y = self.y_mid_front + (y - self.y_mid_front) * f
         return self.y_mid_rear + (y - self.y_mid_rear) * r
 
@@ -741,14 +741,29 @@ class Profile:
         _, r = self._end(x, s.tail_round, 2.6)
         return s.width / 2 * np.maximum(f * r, 1e-3)
 
+    def end_cuts(self) -> tuple[float, float]:
+        """Where the body is cut flat at the rear and the front: where the end roundings have shrunk the
+        section to about 80 %. The flat caps there are the bumper faces (a loft closed all the way to a
+        point would pinch into a cone)."""
+        s = self.spec
+        keep = 0.8
+
+        def dist(length, p):
+            return length * (1 - (1 - keep**p) ** (1 / p))
+
+        rear = max(dist(s.face_round, 5.0), dist(s.tail_round, 2.6))
+        front = max(dist(s.face_round, 5.0), dist(s.nose_round, 2.6))
+        return rear, self.L - front
+
     def stations(self, n: int = 120) -> np.ndarray:
         """Station x positions, dense where the profiles change fast (arc length of all profiles)."""
-        x = np.linspace(0.0, self.L, 4000)
+        x0, x1 = self.end_cuts()
+        x = np.linspace(x0, x1, 4000)
         curves = np.stack([x, self.top(x), self.bottom(x) * 1.5, self.half_width(x) * 2.0], -1)
         seg = np.linalg.norm(np.diff(curves, axis=0), axis=1)
         s = np.concatenate([[0], np.cumsum(seg)])
         xs = np.interp(np.linspace(0, s[-1], n), s, x)
-        xs = np.unique(np.concatenate([xs, [0.0, self.L]]))
+        xs = np.unique(np.concatenate([xs, [x0, x1]]))
         return xs[np.concatenate([[True], np.diff(xs) > 1e-4])]
 
 
@@ -873,25 +888,33 @@ def build_car(spec: CarSpec, rng: np.random.Generator) -> Rig:
             spans.append((max(c, x0), b - pillar / 2))
         if spec.quarter_window and c - pillar > x0 + 0.08:
             spans.append((x0 + 0.03, c - pillar))
-    for a, bnd in spans:
-        if bnd - a < 0.12:
-            continue
-        gx = np.linspace(a, bnd, 14)
-        gx = gx[np.interp(gx, xa, win_top) - np.interp(gx, xa, win_bot) > 0.03]
+    surrounds: list = []  # black rubber/trim round each window, a little larger and just under the glass
+
+    def side_window(a, bnd, grow, lift):
+        gx = np.linspace(a - grow, bnd + grow, 14)
+        gx = gx[np.interp(gx, xa, win_top) - np.interp(gx, xa, win_bot) > 0.03 - 2 * grow]
         if len(gx) < 3:
-            continue
-        lo = np.interp(gx, xa, win_bot)
-        hi = np.interp(gx, xa, win_top)
+            return []
+        lo = np.interp(gx, xa, win_bot) - grow
+        hi = np.interp(gx, xa, win_top) + grow
         rows = np.linspace(0, 1, 5)[:, None]
         gy = lo[None] + rows * (hi - lo)[None]
+        out = []
         for side in (-1, 1):
             grid = np.stack(
                 [np.broadcast_to(gx - L / 2, gy.shape), gy, np.full(gy.shape, side * spec.width)], -1
             )
-            glass.append(slab_on(grid, (0, 0, -side), start=0.5))
+            out.append(slab_on(grid, (0, 0, -side), start=0.5, lift=lift))
+        return out
+
+    for a, bnd in spans:
+        if bnd - a < 0.12:
+            continue
+        glass += side_window(a, bnd, 0.0, 0.005)
+        surrounds += side_window(a, bnd, 0.022, 0.0025)
 
     # ---- windshield and rear glass ----------------------------------------------------------------------
-    def glass_panel(xb, xt, margin_x=0.04, start=2.0):
+    def glass_panel(xb, xt, grow=0.0, lift=0.005, start=2.0):
         """Glass on the top surface between x positions xb (base) and xt (top edge), projected along the
         inward normal of that line in side view."""
         yb, yt = float(p.top(np.array([xb]))[0]), float(p.top(np.array([xt]))[0])
@@ -899,55 +922,65 @@ def build_car(spec: CarSpec, rng: np.random.Generator) -> Rig:
         n = np.array([dy, -dx]) / math.hypot(dx, dy)  # inward (down / towards the cabin)
         if n[1] > 0:
             n = -n
-        ts = np.linspace(0.06, 0.94, 8)
+        ext = grow / math.hypot(dx, dy)
+        ts = np.linspace(0.06 - ext, 0.94 + ext, 8)
         gx = xb + ts * dx
         gy = yb + ts * dy
         rows = []
         for x, y in zip(gx, gy, strict=True):
             w = float(p.half_width(np.array([x]))[0])
             zmax = (w * spec.tumblehome - rt - 0.03) * (0.98 if spec.body != "jeep" else 1.0)
-            zmax = max(zmax, 0.2)
+            zmax = max(zmax, 0.2) + grow
             rows.append(np.stack([np.full(9, x - L / 2), np.full(9, y), np.linspace(-zmax, zmax, 9)], -1))
         grid = np.asarray(rows)  # along x (rows) x across (cols)
-        return slab_on(grid, (n[0], n[1], 0.0), start=start)
+        return slab_on(grid, (n[0], n[1], 0.0), start=start, lift=lift)
 
     cowl = spec.cowl_x * L
-    roof_f = spec.roof_front_x * L if not spec.open_top else spec.roof_front_x * L
+    roof_f = spec.roof_front_x * L
     if spec.open_top:
         glass.append(_windscreen_frame_glass(p, spec))
     else:
         glass.append(glass_panel(cowl + 0.05, roof_f - 0.03))
+        surrounds.append(glass_panel(cowl + 0.05, roof_f - 0.03, grow=0.03, lift=0.0025))
+    uprights = []
     if spec.bed_x > 0:
         # Cab rear window on the (near-vertical) back wall, looked at from the bed.
         wall_x = spec.bed_x * L + 0.03
-        glass.append(
-            _upright_glass(
-                body,
-                p,
+        uprights.append(
+            (
                 wall_x - L / 2,
-                belt_h=spec.deck_h + 0.1,
-                top_h=spec.height - 0.12,
-                half_w=spec.width * spec.tumblehome / 2 - 0.12,
-                from_behind=0.35,
+                spec.deck_h + 0.1,
+                spec.height - 0.12,
+                spec.width * spec.tumblehome / 2 - 0.12,
+                0.35,
             )
         )
     elif not spec.open_top:
         if spec.rear_glass == "slope":
             glass.append(glass_panel(spec.deck_x * L + 0.05, spec.roof_rear_x * L - 0.03))
+            surrounds.append(
+                glass_panel(spec.deck_x * L + 0.05, spec.roof_rear_x * L - 0.03, grow=0.03, lift=0.0025)
+            )
         else:
             y0 = float(p.belt(np.array([0.0]))[0]) + 0.05
             y1 = float(p.top(np.array([0.25]))[0]) - 0.1
-            glass.append(
-                _upright_glass(
-                    body,
-                    p,
-                    -L / 2,
-                    belt_h=y0,
-                    top_h=y1,
-                    half_w=spec.width * spec.tumblehome / 2 - 0.1,
-                    from_behind=1.0,
-                )
+            uprights.append((-L / 2, y0, y1, spec.width * spec.tumblehome / 2 - 0.1, 1.0))
+    for x_face, y0, y1, half_w, behind in uprights:
+        glass.append(_upright_glass(body, p, x_face, belt_h=y0, top_h=y1, half_w=half_w, from_behind=behind))
+        surrounds.append(
+            _upright_glass(
+                body,
+                p,
+                x_face,
+                belt_h=y0 - 0.03,
+                top_h=y1 + 0.03,
+                half_w=half_w + 0.03,
+                from_behind=behind,
+                lift=0.0025,
             )
+        )
+    if surrounds:
+        add("body", "window_surrounds", S.concat(surrounds), "trim")
     add("body", "glass", S.concat(glass), "glass")
 
     # ---- lights, grille, bumpers, plates --------------------------------------------------------------
@@ -1169,13 +1202,21 @@ def _sign_box(extents, centre):
 
 
 def _upright_glass(
-    body, p: Profile, x_face: float, *, belt_h: float, top_h: float, half_w: float, from_behind: float
+    body,
+    p: Profile,
+    x_face: float,
+    *,
+    belt_h: float,
+    top_h: float,
+    half_w: float,
+    from_behind: float,
+    lift: float = 0.005,
 ):
     """Glass on a near-vertical rear face (hatch, van, pickup cab), projected along +x."""
     g = _disk_grid(9, 7, 0.12)
     yc, hh = (belt_h + top_h) / 2, (top_h - belt_h) / 2
     grid = np.stack([np.full(g.shape[:2], x_face), yc + g[..., 1] * hh, g[..., 0] * half_w], -1)
-    top, bottom = S.project_grid(body, grid, (1, 0, 0), lift=0.004, depth=0.01, start=from_behind)
+    top, bottom = S.project_grid(body, grid, (1, 0, 0), lift=lift, depth=0.01, start=from_behind)
     return S.slab(top, bottom)
 
 
@@ -1321,9 +1362,23 @@ def _body_texture(spec: CarSpec, p: Profile, xs: np.ndarray) -> np.ndarray:
     L = spec.length
     # Underbody and the insides of the arches: dark (not on the end faces, where the bottom of the
     # section turns up into the bumper).
-    ends = max(spec.face_round, 0.05) / L
+    front_end = max(spec.face_round, spec.nose_round, 0.05) / L
+    rear_end = max(spec.face_round, spec.tail_round, 0.05) / L
     for c0, c1 in col_range("bottom", "bottom"):
-        img[row(1 - ends) : row(ends), max(c0 - 1, 0) : c1 + 2] = 0.12
+        img[row(1 - front_end) : row(rear_end), max(c0 - 1, 0) : c1 + 2] = 0.12
+    # A baked "studio" reflection (the renderer has no environment reflections, and a horizon line across the
+    # flanks is much of what makes paint read as car paint): the sides below a horizon line reflect the dark
+    # ground, above it the bright sky.
+    a, b = SECTION_SEGMENTS["corner"][0], SECTION_SEGMENTS["side"][1]
+    j = np.arange(Ww) / Ww * n_ring
+    jr = np.minimum(j, n_ring - j)  # position round the section, mirrored for the left side
+    horizon = a + 0.55 * (b - a)
+    shade = np.ones(Ww)
+    low = (jr >= a) & (jr < horizon)
+    shade[low] = 0.62 + 0.2 * (horizon - jr[low]) / (horizon - a)
+    edge = (jr >= horizon) & (jr < horizon + 0.6)
+    shade[edge] = 0.9
+    img *= shade[None, :, None]
     # Lower cladding.
     if spec.cladding:
         for c0, c1 in col_range("corner", "corner"):
@@ -1387,6 +1442,24 @@ def _text_texture(text: str, fg, bg, size=(256, 64)) -> np.ndarray:
     return np.asarray(im)
 
 
+def _glass_texture() -> np.ndarray:
+    """Tinted glass that fakes the sky's reflection (the renderer has no environment reflections): darker
+    low in each pane, lighter and bluer towards its top edge, with a soft diagonal sheen."""
+
+    def make():
+        h, w = 64, 64
+        v = np.linspace(1.0, 0.0, h)[:, None]  # image row 0 is the top of the pane (v = 1)
+        u = np.linspace(0.0, 1.0, w)[None, :]
+        sky = np.array([0.32, 0.38, 0.46])
+        dark = np.array([0.04, 0.05, 0.06])
+        t = np.clip(v**1.6, 0, 1)[..., None]
+        sheen = 0.12 * np.exp(-(((u - 0.6 * v - 0.15) / 0.08) ** 2))[..., None]
+        img = dark + (sky - dark) * t * 0.75 + sheen
+        return np.clip(img * 255, 0, 255).astype(np.uint8)
+
+    return cached_texture("glass/sky-v1", make)
+
+
 def _grille_texture(kind: str) -> tuple[np.ndarray, np.ndarray]:
     def make():
         h, w = 64, 256
@@ -1423,7 +1496,13 @@ def _car_materials(spec: CarSpec, rng: np.random.Generator, p: Profile, xs: np.n
         lambda: _text_texture("DR 5YN7", (0.05, 0.05, 0.1), (0.95, 0.95, 0.92)),
     )
     materials = {
-        "glass": material("glass", (0.05, 0.065, 0.08), metallic=0.0, roughness=0.08),
+        "glass": material(
+            "glass",
+            (1.0, 1.0, 1.0),
+            roughness=0.08,
+            base_color_texture=_glass_texture(),
+            texture_key="glass/sky-v1",
+        ),
         "headlight": material(
             "headlight", (0.86, 0.88, 0.9), metallic=0.3, roughness=0.12, emissive=(0.25, 0.25, 0.24)
         ),
