@@ -1,7 +1,7 @@
 """GPU training throughput (the prepared device check of the training issue): images/s on one CUDA device.
 
     python benchmarks/gpu_train.py --out "$OUT"            # on the GPU machine, ~3-5 minutes
-    python benchmarks/gpu_train.py --smoke --out /tmp/g    # anywhere (CPU), seconds: checks the script runs
+    python benchmarks/gpu_train.py --smoke --out /tmp/g    # anywhere (CPU), ~1 minute: checks the script runs
 
 Needs drsynth importable (`pip install -e .` or PYTHONPATH=src) with a CUDA build of torch/torchvision.
 ImageNet weights are not needed: the machine may be offline and speed does not depend on weight values, so
@@ -130,6 +130,7 @@ def main() -> None:
 
     if args.smoke:
         args.images, args.batch_size, args.steps, args.workers = 24, 4, 1, 1
+        torch.set_num_threads(1)  # CPU smoke runs share small machines; spare threads only spin
     size = 32 if args.smoke else 224
     device = choose_device("auto")
     precision = choose_precision("auto", device)
