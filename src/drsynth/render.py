@@ -705,9 +705,9 @@ class SceneRenderer:
         for d in draws:
             self._set_cull(d, cull)
             self._mat4(prog, "M", d.model)
-            d.primitive._bind()
+            gl.glBindVertexArray(d.primitive._vaid)
             gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.n_indices, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
-            d.primitive._unbind()
+        gl.glBindVertexArray(0)
         gl.glDisable(gl.GL_CULL_FACE)
 
     def _begin_main(self, *, with_mask: bool = True) -> None:
@@ -790,12 +790,14 @@ class SceneRenderer:
         extent = GROUND_EXTENT_RADII * spec.subject.radius_m
         fade = (0.45 * extent, 0.95 * extent)
         cull: list = []
-        role = None
+        role = last_material = last_uv = None
         for d in draws:
             self._set_cull(d, cull)
             self._mat4(prog, "M", d.model)
             gl.glUniformMatrix3fv(loc(prog, "N"), 1, True, d.normal_matrix)
-            gl.glUniformMatrix3fv(loc(prog, "uv_transform"), 1, True, d.uv_transform)
+            if d.uv_transform is not last_uv:  # uniforms are set only when they change (PyOpenGL calls add up)
+                last_uv = d.uv_transform
+                gl.glUniformMatrix3fv(loc(prog, "uv_transform"), 1, True, d.uv_transform)
             if d.role != role:
                 role = d.role
                 # subject: write R and G = 1; occluders: clear G where in front; ground: leave the masks
@@ -808,16 +810,18 @@ class SceneRenderer:
                     gl.glUniform1f(loc(prog, "fade_start"), fade[0])
                     gl.glUniform1f(loc(prog, "fade_end"), fade[1])
             mat = d.material
-            gl.glUniform4f(loc(prog, "base_color"), *map(float, mat.base_color))
-            gl.glUniform1f(loc(prog, "metallic"), float(mat.metallic))
-            gl.glUniform1f(loc(prog, "roughness"), float(mat.roughness))
-            tex = self._texture(mat)
-            gl.glUniform1i(loc(prog, "has_texture"), int(tex is not None))
-            if tex is not None:
-                tex._bind()
-            d.primitive._bind()
+            if mat is not last_material:
+                last_material = mat
+                gl.glUniform4f(loc(prog, "base_color"), *map(float, mat.base_color))
+                gl.glUniform1f(loc(prog, "metallic"), float(mat.metallic))
+                gl.glUniform1f(loc(prog, "roughness"), float(mat.roughness))
+                tex = self._texture(mat)
+                gl.glUniform1i(loc(prog, "has_texture"), int(tex is not None))
+                if tex is not None:
+                    tex._bind()
+            gl.glBindVertexArray(d.primitive._vaid)
             gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.n_indices, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
-            d.primitive._unbind()
+        gl.glBindVertexArray(0)
         gl.glDisable(gl.GL_CULL_FACE)
         gl.glColorMaski(1, True, True, True, True)
 
