@@ -1072,18 +1072,15 @@ def _wheel(spec: BikeSpec, hub_half: float, *, rear: bool) -> dict[str, np.ndarr
     rc = R - th / 2
     out = {}
     # Tyre: elliptic section; v = 0 at the rim side, 0.5 on the tread.
-    k = 14
+    k = 10
     v = np.arange(k) / k
     section = np.stack([-(th / 2) * np.cos(2 * np.pi * v), (tw / 2) * np.sin(2 * np.pi * v)], -1)
     if spec.tread == "knobby":
+        # Knobs in the silhouette (3 ring angles per knob: up, up, down) - they are what says "off-road".
         knobs = int(round(2 * np.pi * R / 0.028))
-        angles = knobs * 4
-        pat = np.tile([0.0, 1.0, 1.0, 0.0], knobs)
-        radii = rc + pat * min(0.004 + tw * 0.05, 0.008)
+        radii = rc + np.tile([1.0, 1.0, 0.0], knobs) * min(0.004 + tw * 0.05, 0.008)
     else:
-        knobs = int(round(2 * np.pi * R / 0.05))
-        angles = 96
-        radii = np.full(angles, rc)
+        radii = np.full(72, rc)
     out["tyre"] = S.torus_ring(section, radii, np.zeros(len(radii)))
     # Rim: box section under the tyre bead.
     rw = max(tw * 0.7, 0.018) / 2

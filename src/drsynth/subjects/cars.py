@@ -755,7 +755,7 @@ class Profile:
         front = max(dist(s.face_round, 5.0), dist(s.nose_round, 2.6))
         return rear, self.L - front
 
-    def stations(self, n: int = 120) -> np.ndarray:
+    def stations(self, n: int = 100) -> np.ndarray:
         """Station x positions, dense where the profiles change fast (arc length of all profiles)."""
         x0, x1 = self.end_cuts()
         x = np.linspace(x0, x1, 4000)
@@ -1271,7 +1271,7 @@ def _wheel(spec: CarSpec) -> dict:
     r_rim = R * spec.rim_frac
     out = {}
     # Tyre: a rounded-rectangle section from the rim to the tread; v = 0.5 on the tread.
-    k = 20
+    k = 12
     v = np.arange(k) / k
     a = 2 * np.pi * v
     c, s = -np.cos(a), np.sin(a)
@@ -1283,9 +1283,9 @@ def _wheel(spec: CarSpec) -> dict:
     section = np.stack([dr * hr, dz * w / 2], -1)
     if spec.tread == "knobby":
         blocks = int(round(2 * np.pi * R / 0.06))
-        radii = rc + np.tile([0.0, 1.0, 1.0, 0.0], blocks) * 0.01
+        radii = rc + np.tile([1.0, 1.0, 0.0], blocks) * 0.01
     else:
-        radii = np.full(96, rc)
+        radii = np.full(64, rc)
     out["tyre"] = S.torus_ring(section, radii, np.zeros(len(radii)))
     # Rim: barrel + face.
     face_z = w * 0.32
