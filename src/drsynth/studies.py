@@ -91,7 +91,8 @@ class StudyConfig(BaseModel):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
-    workers: int = Field(0, ge=0, description="render and data-loader workers (0 = in process)")
+    workers: int | None = Field(None, ge=0, description="render processes and data-loader workers; 0 = all in "
+                                "this process (renders then share subject meshes); None = one per core")
     seeds: int = Field(1, ge=1, le=100, description="training repeats per condition (seeds 0..K-1)")
     train_extra: dict[str, Any] = Field(default_factory=dict, description="further drsynth.train settings")
     ablations: list[str] = Field(default_factory=lambda: list(ABLATIONS), description="ablation conditions to run")
@@ -122,7 +123,7 @@ class StudyConfig(BaseModel):
     def quick(cls, **kw: Any) -> StudyConfig:
         """A configuration that runs each study in seconds on a CPU (tests, the pipeline's `quick` preset)."""
         base = dict(images_per_class=24, test_images_per_class=8, render_size=64, backbone="small-cnn",
-                    weights="none", input_size=48, epochs=2, batch_size=16)
+                    weights="none", input_size=48, epochs=2, batch_size=16, workers=0)
         return cls(**(base | kw))
 
 
@@ -621,9 +622,11 @@ def _same_spec(path: Path, spec: dict[str, Any]) -> bool:
 class StudyRunner:
     """Builds what a plan needs inside a run folder, reusing whatever an earlier study already built."""
 
-    def __init__(self, run_dir: str | Path, cfg: StudyConfig, *, progress: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, cfg: StudyConfig, *, progress: bool = True,
+                 preset: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
+        self.preset = preset
         self.progress = progress
         self.domains: dict[str, DomainInfo] = {}
         self.datasets: dict[str, str] = {}
@@ -658,8 +661,9 @@ class StudyRunner:
         work = self.run_dir / "work" / f"render-{name}"
         if work.exists():
             shutil.rmtree(work)
+        in_process = self.cfg.workers is not None and self.cfg.workers <= 1
         render_images(scenario, count, work, workers=self.cfg.workers, progress=self.progress,
-                      ctx=self._context(scenario) if self.cfg.workers <= 1 else None)
+                      ctx=self._context(scenario) if in_process else None)
         package(work, str(dest), name=name, overwrite=True, workers=1, progress=self.progress)
         shutil.rmtree(work, ignore_errors=True)
         sheet = dest / "card" / "contact_sheet.png"
@@ -805,7 +809,7 @@ class StudyRunner:
         run.setdefault("format", "drsynth-run/1")
         run.setdefault("name", self.run_dir.resolve().name)
         run.setdefault("created", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
-        run.setdefault("preset", "custom")
+        run["preset"] = self.preset or run.get("preset") or "custom"
         run["config"] = self.cfg.model_dump(mode="json")
         run["scenarios"] = {**run.get("scenarios", {}), **self.scenarios}
         run["domains"] = {**run.get("domains", {}), **{k: v.model_dump() for k, v in self.domains.items()}}
@@ -816,12 +820,13 @@ class StudyRunner:
 
 
 def run_study(study: str, cfg: StudyConfig, run_dir: str | Path, *, real: str | None = None,
-              real_test: str | None = None, toon: str | None = None, progress: bool = True) -> StudyResults:
+              real_test: str | None = None, toon: str | None = None, progress: bool = True,
+              preset: str | None = None) -> StudyResults:
     """Plan, build (render, package, train, export, evaluate: reusing what the run folder already has) and
     collect one study into RUN/studies/<study>/."""
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}: expected one of {', '.join(STUDIES)}")
-    runner = StudyRunner(run_dir, cfg, progress=progress)
+    runner = StudyRunner(run_dir, cfg, progress=progress, preset=preset)
     needed = ["synthetic4"] if study == "scaling" else ["synthetic", "toon"]
     runner.prepare_domains(needed, real=real, real_test=real_test, toon=toon)
     two_class = runner.scenario_pair(cfg.scenario)[0].class_names
@@ -858,19 +863,20 @@ def domain_sheet(uri: str, out_png: Path, *, per_class: int = 8) -> None:
                                               list(ds.classes)))
 
 
-def render_images(scenario: Any, count: int, out_dir: Path, *, workers: int = 0, progress: bool = True,
+def render_images(scenario: Any, count: int, out_dir: Path, *, workers: int | None = 0, progress: bool = True,
                   ctx: Any = None) -> None:
     """Render images 0..count-1 of `scenario` into a render folder (design.md, "Render output folder");
-    with `ctx` (prebuilt subject pools) in this process."""
+    with `ctx` (prebuilt subject pools) in this process; workers None = one process per core."""
     from drsynth.render_job import render_range
 
+    workers = None if workers is None else max(1, workers)
     if not progress:
-        render_range(scenario, out_dir, count=count, workers=max(1, workers), ctx=ctx)
+        render_range(scenario, out_dir, count=count, workers=workers, ctx=ctx)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn(f"render {out_dir.name}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn()) as bar:
         task = bar.add_task("render", total=count)
-        render_range(scenario, out_dir, count=count, workers=max(1, workers), ctx=ctx,
+        render_range(scenario, out_dir, count=count, workers=workers, ctx=ctx,
                      on_progress=lambda done, total: bar.update(task, completed=done, total=total))

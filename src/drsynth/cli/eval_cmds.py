@@ -122,7 +122,7 @@ def study_cmd(
         raise ConfigError(f"study settings: {e}") from None
     for n in names:
         res = run_study(n, cfg, out, real=str(real) if real else None, real_test=str(real_test) if real_test else None,
-                        toon=str(toon) if toon else None)
+                        toon=str(toon) if toon else None, preset=preset)
         console.print(f"[bold]{n}[/] on '{res.primary_domain}' ({len(res.seeds)} seed(s)):")
         for c in res.conditions:
             ci = f" [{c.ci95[0]:.1%}, {c.ci95[1]:.1%}]" if c.n > 1 else ""
