@@ -227,3 +227,16 @@ def test_corrupt_model_file_is_reported_and_a_class_without_subjects_fails(tmp_p
     assert "broken.glb" in res.stderr  # the bad file is named
     assert "class 'cat' has no subject" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_multisampling_option(scenario):
+    data = scenario.model_dump()
+    data["render"]["msaa_samples"] = 4
+    ms = type(scenario).model_validate(data)
+    ctx = toy_context(scenario)
+    (a, ra), = render_samples(ms, [4], ctx=ctx)
+    (b, rb), = render_samples(scenario, [4], ctx=ctx)
+    assert ra["class"] == rb["class"] and ra["subject"] == rb["subject"]
+    assert abs(ra["visible_fraction"] - rb["visible_fraction"]) < 0.05
+    assert not np.array_equal(np.asarray(a), np.asarray(b))  # anti-aliased differently
+    assert np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() < 12  # but the same scene

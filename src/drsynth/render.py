@@ -473,9 +473,10 @@ class SceneRenderer:
 
     def _make_framebuffers(self) -> None:
         gl = self._gl
-        # Draw into a multisampled framebuffer (colour, subject mask, depth), resolve into a plain one.
+        # Draw into a multisampled framebuffer (colour, subject mask, depth), resolve into a plain one; without
+        # multisampling, draw into the plain one directly.
         self._fbs, self._rbs = [], []
-        for samples in (self.msaa, 1):
+        for samples in (self.msaa, 1) if self.msaa > 1 else (1,):
             fb = gl.glGenFramebuffers(1)
             rbs = [self._renderbuffer(f, samples) for f in (gl.GL_RGBA8, gl.GL_RGBA8, gl.GL_DEPTH_COMPONENT24)]
             gl.glBindFramebuffer(gl.GL_FRAMEBUFFER, fb)
@@ -486,7 +487,7 @@ class SceneRenderer:
                 raise RenderError(f"the OpenGL driver cannot render offscreen (framebuffer status {status})")
             self._fbs.append(fb)
             self._rbs += rbs
-        self._fb_ms, self._fb = self._fbs
+        self._fb_ms, self._fb = self._fbs[0], self._fbs[-1]
 
         # Shadow map: a depth texture sampled with hardware comparison and bilinear PCF.
         n = self.shadow_size
@@ -728,11 +729,12 @@ class SceneRenderer:
 
     def _read(self, attachment, fmt, dtype, channels: int) -> np.ndarray:
         gl, s = self._gl, self.size
-        gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb_ms)
-        gl.glBindFramebuffer(gl.GL_DRAW_FRAMEBUFFER, self._fb)
-        gl.glReadBuffer(attachment)
-        gl.glDrawBuffers(1, [attachment])
-        gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_COLOR_BUFFER_BIT, gl.GL_LINEAR)
+        if self._fb_ms != self._fb:
+            gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb_ms)
+            gl.glBindFramebuffer(gl.GL_DRAW_FRAMEBUFFER, self._fb)
+            gl.glReadBuffer(attachment)
+            gl.glDrawBuffers(1, [attachment])
+            gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_COLOR_BUFFER_BIT, gl.GL_LINEAR)
         gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb)
         gl.glReadBuffer(attachment)
         data = np.frombuffer(gl.glReadPixels(0, 0, s, s, fmt, dtype), np.uint8)
@@ -741,9 +743,10 @@ class SceneRenderer:
     def _read_depth(self) -> np.ndarray:
         """Raw depth in [0, 1] (1 = nothing drawn), sample 0 of each pixel."""
         gl, s = self._gl, self.size
-        gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb_ms)
-        gl.glBindFramebuffer(gl.GL_DRAW_FRAMEBUFFER, self._fb)
-        gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_DEPTH_BUFFER_BIT, gl.GL_NEAREST)
+        if self._fb_ms != self._fb:
+            gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb_ms)
+            gl.glBindFramebuffer(gl.GL_DRAW_FRAMEBUFFER, self._fb)
+            gl.glBlitFramebuffer(0, 0, s, s, 0, 0, s, s, gl.GL_DEPTH_BUFFER_BIT, gl.GL_NEAREST)
         gl.glBindFramebuffer(gl.GL_READ_FRAMEBUFFER, self._fb)
         depth = np.frombuffer(gl.glReadPixels(0, 0, s, s, gl.GL_DEPTH_COMPONENT, gl.GL_FLOAT), np.float32)
         return depth.reshape(s, s)[::-1]
@@ -899,7 +902,7 @@ class SceneRenderer:
                 tex.delete()
             self._meshes.clear()
             self._textures.clear()
-            gl.glDeleteFramebuffers(3, [*self._fbs, self._fb_shadow])
+            gl.glDeleteFramebuffers(len(self._fbs) + 1, [*self._fbs, self._fb_shadow])
             gl.glDeleteRenderbuffers(len(self._rbs), self._rbs)
             gl.glDeleteTextures(1, [self._shadow_tex])
             for prog in self._programs.values():
