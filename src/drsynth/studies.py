@@ -701,7 +701,8 @@ class StudyRunner:
                 tr, te = self.run_dir / "datasets" / "real-train", self.run_dir / "domains" / "real-test"
                 counts = split_real_folder(real, tr, te, test_fraction=cfg.real_test_fraction)
                 self.datasets["real-train"], test_uri = str(tr), str(te)
-                self.notes.append(f"real photos {real}: {counts['train']} for training, {counts['test']} for testing")
+                self.notes.append(f"real photos {real}: {counts['train']} for training, {counts['test']} for testing "
+                                  "(all class folders; each model uses its own classes)")
             self.domains["real"] = DomainInfo(uri=test_uri, kind="real", source="user",
                                               description=f"real photos ({real_test or real})")
         if toon:
