@@ -15,3 +15,7 @@ lint: setup
 
 compile: setup
 	.venv/bin/drsynth pipeline compile
+
+# Container images (Docker with BuildKit): drsynth-{render,train,serve}:<version>, see images/Makefile.
+images:
+	$(MAKE) -f images/Makefile all

@@ -32,3 +32,7 @@ class StoreError(DrsynthError):
 
 class ModelError(DrsynthError):
     """A checkpoint, ONNX model or weights file is missing, corrupt or incompatible."""
+
+
+class PipelineError(DrsynthError):
+    """A pipeline task failed, or a Kubeflow Pipelines endpoint refused or lost a run."""
