@@ -3,6 +3,7 @@ single-breed ablation). Also turns a posed subject into grounded world geometry 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,11 +46,41 @@ class PosedSubject:
     radius: float
 
 
+_HULLS: OrderedDict[str, np.ndarray] = OrderedDict()  # Part.key -> its convex hull's vertices
+_SEEN: OrderedDict[str, None] = OrderedDict()
+_MAX_CACHED = 4096
+
+
+def _extreme_points(key: str, mesh) -> np.ndarray:
+    """The vertices that can be extreme along any direction (the convex hull's): transforming only these
+    gives exact posed bounds. Computed on a part's second appearance (skinned models make a key per pose)."""
+    v = _HULLS.get(key)
+    if v is not None:
+        _HULLS.move_to_end(key)
+        return v
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    if len(v) < 64:
+        return v
+    if key not in _SEEN:
+        _SEEN[key] = None
+        if len(_SEEN) > _MAX_CACHED:
+            _SEEN.popitem(last=False)
+        return v
+    try:
+        hull = np.asarray(mesh.convex_hull.vertices, dtype=np.float64)  # a subset of the mesh's vertices
+    except Exception:  # degenerate (flat) parts: keep every vertex
+        hull = v
+    _HULLS[key] = hull
+    if len(_HULLS) > _MAX_CACHED:
+        _HULLS.popitem(last=False)
+    return hull
+
+
 def pose_subject(subject: Subject, pose: dict) -> PosedSubject:
     parts = subject.parts(pose)
     lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
     for p in parts:
-        v = np.asarray(p.mesh.vertices, dtype=np.float64)
+        v = _extreme_points(p.key, p.mesh)
         if not len(v):
             continue
         t = np.asarray(p.transform, dtype=np.float64)
