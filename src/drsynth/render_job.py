@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -273,10 +273,19 @@ class RenderSummary:
     skipped: int
     rendered: int
     seconds: float
+    #: (seconds, images) when the first images were done: what follows is the steady rate, without start-up
+    first_done: tuple[float, int] | None = None
 
     @property
     def images_per_second(self) -> float:
         return self.rendered / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_images_per_second(self) -> float | None:
+        if self.first_done is None:
+            return None
+        t, n = self.first_done
+        return (self.rendered - n) / (self.seconds - t) if self.rendered > n and self.seconds > t else None
 
 
 def render_range(
@@ -329,6 +338,7 @@ def render_range(
 
     select_platform()  # once here, inherited by the workers
     done = 0
+    first_done: tuple[float, int] | None = None
     if workers == 1:
         worker = SampleRenderer(scenario, ctx=in_process_ctx or ctx)
         t0 = time.perf_counter()  # count rendering, not the pool set-up, in images/s
@@ -339,6 +349,8 @@ def render_range(
                 write_sample(samples_dir, sample, scenario.render.jpeg_quality)
                 m.count_image(sample.record["class"], time.perf_counter() - t, sample.record["occluder_tries"])
                 done += 1
+                if first_done is None:
+                    first_done = (time.perf_counter() - t0, done)
                 if on_progress:
                     on_progress(done, len(todo))
         finally:
@@ -354,17 +366,19 @@ def render_range(
         try:
             pending = {pool.submit(_render_chunk, c) for c in chunks}
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
                     stats, failed_subjects = f.result()  # re-raises a worker's error here
                     done += len(stats)
                     for image in stats:
                         m.count_image(*image)
                     m.merge_failed_subjects(failed_subjects)
+                    if first_done is None and done >= workers * chunk:  # every worker is up and running
+                        first_done = (time.perf_counter() - t0, done)
                     if on_progress:
                         on_progress(done, len(todo))
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-    return RenderSummary(out_dir, count, len(skip), done, time.perf_counter() - t0)
+    return RenderSummary(out_dir, count, len(skip), done, time.perf_counter() - t0, first_done)

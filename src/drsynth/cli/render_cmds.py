@@ -74,9 +74,11 @@ def register(app: typer.Typer) -> None:
                     sc, out, start=start, count=count, workers=n_workers, on_progress=on_progress
                 )
         skipped = f", {summary.skipped} already done" if summary.skipped else ""
+        steady = summary.steady_images_per_second
+        steady_txt = f"; {steady:.1f} images/s after start-up" if steady else ""
         console.print(
             f"rendered {summary.rendered} images in {summary.seconds:.1f} s "
-            f"({summary.images_per_second:.1f} images/s{skipped}) -> {out}",
+            f"({summary.images_per_second:.1f} images/s{steady_txt}{skipped}) -> {out}",
             highlight=False,
             soft_wrap=True,
         )
