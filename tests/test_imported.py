@@ -329,3 +329,66 @@ def test_vertex_coloured_gltf_becomes_one_part_per_colour(tmp_path):
     assert len(parts) >= 2
     colours = {tuple(np.round(p.material.base_color[:3], 1)) for p in parts}
     assert len(colours) >= 2
+
+
+def test_textured_gltf_keeps_its_texture_and_uvs(tmp_path):
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(np.tile(np.array([[[200, 30, 30], [30, 30, 200]]], dtype=np.uint8), (8, 4, 1))).save(
+        png, "PNG"
+    )
+    pos = _box(0.0, 0.5, 0.15)
+    uv = np.stack([np.linspace(0, 1, 8), np.linspace(1, 0, 8)], -1).astype(np.float32)
+    blobs = [pos.tobytes(), uv.tobytes(), BOX_FACES.tobytes()]
+    data = b"".join(b + b"\0" * (-len(b) % 4) for b in blobs)
+    offs = np.cumsum([0] + [len(b) + (-len(b) % 4) for b in blobs])
+    doc = {
+        "asset": {"version": "2.0"},
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [
+            {"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1}, "indices": 2, "material": 0}]}
+        ],
+        "materials": [
+            {
+                "name": "Fur",
+                "pbrMetallicRoughness": {
+                    "baseColorTexture": {"index": 0},
+                    "metallicFactor": 0.0,
+                    "roughnessFactor": 0.9,
+                },
+            },
+            {"name": "unused"},
+        ],
+        "textures": [{"source": 0}],
+        "images": [{"uri": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()}],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": 8, "type": "VEC3"},
+            {"bufferView": 1, "componentType": 5126, "count": 8, "type": "VEC2"},
+            {"bufferView": 2, "componentType": 5123, "count": 36, "type": "SCALAR"},
+        ],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": int(o), "byteLength": len(b)}
+            for o, b in zip(offs, blobs, strict=False)
+        ],
+        "buffers": [
+            {
+                "byteLength": len(data),
+                "uri": "data:application/octet-stream;base64," + base64.b64encode(data).decode(),
+            }
+        ],
+    }
+    (tmp_path / "kitten.gltf").write_text(json.dumps(doc))
+    (s,) = load_models(tmp_path, "cat", on_error=lambda p, r: pytest.fail(r))
+    (part,) = s.parts(s.default_pose())
+    tex = part.material.base_color_texture
+    assert tex is not None and tex.dtype == np.uint8 and tex.shape[:2] == (8, 8)
+    assert part.material.roughness == pytest.approx(0.9) and part.material.metallic == 0.0
+    assert part.texturable
+    assert np.allclose(np.sort(part.mesh.visual.uv[:, 0]), np.sort(uv[:, 0]))
+    # 0.5 m long is a plausible cat length: kept in metres, standing on the ground.
+    lo, hi = parts_bounds(s.parts(s.default_pose()))
+    assert hi[0] - lo[0] == pytest.approx(0.5) and lo[1] == pytest.approx(0.0)
