@@ -84,7 +84,9 @@ def pose_subject(subject: Subject, pose: dict) -> PosedSubject:
         if not len(v):
             continue
         t = np.asarray(p.transform, dtype=np.float64)
-        w = v @ t[:3, :3].T + t[:3, 3]  # exact vertices, so the grounding is exact
+        # Element-wise (not BLAS) so each vertex's result is bit-identical whether all vertices or only the
+        # hull's are transformed: the same image must come out whichever worker saw the part first.
+        w = v[:, 0:1] * t[:3, 0] + v[:, 1:2] * t[:3, 1] + v[:, 2:3] * t[:3, 2] + t[:3, 3]
         lo = np.minimum(lo, w.min(0))
         hi = np.maximum(hi, w.max(0))
     if not np.all(np.isfinite(lo)):
