@@ -3,6 +3,7 @@ single-breed ablation). Also turns a posed subject into grounded world geometry 
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -47,33 +48,25 @@ class PosedSubject:
 
 
 _HULLS: OrderedDict[str, np.ndarray] = OrderedDict()  # Part.key -> its convex hull's vertices
-_SEEN: OrderedDict[str, None] = OrderedDict()
 _MAX_CACHED = 4096
 
 
 def _extreme_points(key: str, mesh) -> np.ndarray:
     """The vertices that can be extreme along any direction (the convex hull's): transforming only these
-    gives exact posed bounds. Computed on a part's second appearance (skinned models make a key per pose)."""
+    gives exact posed bounds. Always this same set for a key (never "all vertices first, hull later"), so
+    bounds, and hence images, do not depend on which images a worker rendered before."""
     v = _HULLS.get(key)
     if v is not None:
         _HULLS.move_to_end(key)
         return v
     v = np.asarray(mesh.vertices, dtype=np.float64)
-    if len(v) < 64:
-        return v
-    if key not in _SEEN:
-        _SEEN[key] = None
-        if len(_SEEN) > _MAX_CACHED:
-            _SEEN.popitem(last=False)
-        return v
-    try:
-        hull = np.asarray(mesh.convex_hull.vertices, dtype=np.float64)  # a subset of the mesh's vertices
-    except Exception:  # degenerate (flat) parts: keep every vertex
-        hull = v
-    _HULLS[key] = hull
+    if len(v) >= 64:
+        with contextlib.suppress(Exception):  # degenerate (flat) parts keep every vertex
+            v = np.asarray(mesh.convex_hull.vertices, dtype=np.float64)  # a subset of the mesh's vertices
+    _HULLS[key] = v
     if len(_HULLS) > _MAX_CACHED:
         _HULLS.popitem(last=False)
-    return hull
+    return v
 
 
 def pose_subject(subject: Subject, pose: dict) -> PosedSubject:
