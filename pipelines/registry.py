@@ -27,14 +27,15 @@ def get_pipeline(name: str) -> Any:
     return pipelines[name]
 
 
-def default_arguments(name: str, preset: str, **overrides: Any) -> dict[str, Any]:
-    """The arguments of pipeline `name` for a preset (drsynth.presets), restricted to its parameters."""
+def default_arguments(pipeline_name: str, preset_name: str, /, **overrides: Any) -> dict[str, Any]:
+    """The arguments of a pipeline for a preset (drsynth.presets) with `overrides`, restricted to its
+    parameters."""
     from drsynth.presets import preset as make_preset
 
-    pipeline = get_pipeline(name)
+    pipeline = get_pipeline(pipeline_name)
     store = overrides.pop("store_uri", "s3://drsynth")
-    params = make_preset(preset, store_uri=store, **overrides).pipeline_parameters()
-    if name == "train_and_serve":
+    params = make_preset(preset_name, store_uri=store, **overrides).pipeline_parameters()
+    if pipeline_name == "train_and_serve":
         params.update({"studies": []})
     names = set(pipeline.component_spec.inputs or {})
     return {k: v for k, v in params.items() if k in names}

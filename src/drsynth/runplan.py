@@ -164,6 +164,10 @@ def _join(store_uri: str, *parts: str) -> str:
 def plan_run(cfg: RunConfig) -> RunPlan:
     """Resolve scenarios, datasets (with their store URIs) and domains for `cfg`."""
     s = cfg.study
+    from drsynth.models import BACKBONES  # fail before any task starts, not in the first training task
+
+    if s.backbone not in BACKBONES:
+        raise ConfigError(f"backbone {s.backbone!r} is unknown: expected one of {', '.join(BACKBONES)}")
     notes: list[str] = []
     scenarios: dict[str, dict[str, Any]] = {}
     pairs: dict[str, tuple[Any, Any]] = {}
