@@ -860,19 +860,10 @@ def build_bicycle(spec: BikeSpec, rng: np.random.Generator) -> Rig:
             S.tube(_line(c + _v(0, 0, -0.08), c + _v(0, 0, 0.08)), 0.012),
         ]
         for zs in (-1, 1):
-            crank_meshes.append(
-                S.sweep_section(
-                    _line(c + _v(0, 0, zs * 0.075), c + _v(spec.crank_len, 0, zs * 0.075), 4),
-                    S.superellipse(12, 0.007, 0.014, 4.0),
-                    up=(0, 1, 0),
-                )
-                if zs == 1
-                else S.sweep_section(
-                    _line(c + _v(0, 0, zs * 0.075), c + _v(-spec.crank_len, 0, zs * 0.075), 4),
-                    S.superellipse(12, 0.007, 0.014, 4.0),
-                    up=(0, 1, 0),
-                )
-            )
+            # Right arm forward, left arm backward (cranks sit 180 degrees apart).
+            end = c + _v(zs * spec.crank_len, 0, zs * 0.075)
+            arm = _line(c + _v(0, 0, zs * 0.075), end, 4)
+            crank_meshes.append(S.sweep_section(arm, S.superellipse(12, 0.007, 0.014, 4.0), up=(0, 1, 0)))
         if tandem:  # timing chainring on the left
             crank_meshes.append(_chainring(0.08, c, -chain_z))
         add(f"crank{tag}", f"crank{tag}", S.concat(crank_meshes), comp_slot)

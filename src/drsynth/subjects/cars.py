@@ -1029,7 +1029,7 @@ def build_car(spec: CarSpec, rng: np.random.Generator) -> Rig:
     # Rear: tail lights and plate.
     back_x = -L / 2 - 1.0
     hw_tail = float(p.half_width(np.array([0.04]))[0])
-    tail_top = spec.tail_h if spec.bed_x == 0 else spec.tail_h
+    tail_top = spec.tail_h
     tw_, th_ = (0.26, 0.11) if spec.rear_glass == "slope" else (0.09, 0.26)
     ty = (
         tail_top - 0.08 - th_
@@ -1085,7 +1085,7 @@ def build_car(spec: CarSpec, rng: np.random.Generator) -> Rig:
         spec.b_pillar_x * L - 0.28,
         spec.c_pillar_x * L + 0.12 if spec.body not in ("coupe", "sports") else None,
     ):
-        if hx is None or spec.open_top and hx < spec.b_pillar_x * L - 0.3:
+        if hx is None:
             continue
         g = _disk_grid(4, 3, 0.6)
         for side in (-1, 1):
@@ -1258,7 +1258,7 @@ def _cockpit(p: Profile, spec: CarSpec, slab_on):
         out.append(S.rounded_box((0.12, 0.42, 0.46), 0.05, center=(seat_x - 0.12, y + 0.1, side * 0.36)))
     wx = spec.cowl_x * L - 0.35 - L / 2
     wheel = S.revolve(np.array([[0.17, -0.015], [0.19, -0.015], [0.19, 0.015], [0.17, 0.015]]), segments=24)
-    m = rotation(Y, math.pi / 2) @ rotation(np.array([1.0, 0, 0]), 0.0)
+    m = rotation(Y, math.pi / 2)
     m = translation((wx, y + 0.12, -0.36)) @ rotation(Z, -0.5) @ m
     out.append(S.transformed(wheel, m))
     return out
