@@ -148,3 +148,25 @@ def test_unknown_breed_is_a_config_error_and_registry_builds_pools():
         dogs.make_subjects("dog", breeds=["dragon"], blends=0, seed=0)
     pool = build_pool("dog", ClassSubjects(procedural="dog", breeds=["pug", "beagle"], blends=2), seed=1)
     assert len(pool) == 4 and {s.class_name for s in pool} == {"dog"}
+
+
+def test_pose_randomizer_default_probability_keeps_default_stances():
+    from drsynth.config import parse_scenario
+    from drsynth.describe import build_context, build_randomizers, describe_scene
+
+    def poses(p_default):
+        sc = parse_scenario(
+            {
+                "name": "t",
+                "classes": {"cat": {"procedural": "cat", "breeds": ["siamese"]}},
+                "randomizers": {"pose": {"default_probability": p_default}, "occluders": {"enabled": False}},
+            }
+        )
+        ctx, rz = build_context(sc), build_randomizers(sc)
+        return [describe_scene(sc, ctx, i, randomizers=rz)[0].subject.pose for i in range(12)]
+
+    assert all(p == {"family": "default"} for p in poses(1.0))
+    random = poses(0.0)
+    assert all(p["family"] != "default" for p in random)
+    half = poses(0.5)
+    assert 0 < sum(p == {"family": "default"} for p in half) < 12

@@ -6,19 +6,28 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from drsynth.randomizers.base import Randomizer, RandomizerConfig, SceneContext
 from drsynth.scene_spec import SceneSpec
 
 
 class PoseConfig(RandomizerConfig):
-    pass
+    """default_probability: share of images that keep the subject's default stance although the randomizer
+    is on (the paper found default poses transfer better; a mix keeps some variety)."""
+
+    default_probability: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class PoseRandomizer(Randomizer):
     name = "pose"
+    config: PoseConfig
 
     def sample(self, spec: SceneSpec, *, rng: np.random.Generator, ctx: SceneContext) -> SceneSpec:
+        p_default = self.config.default_probability
+        # Draw only when the option is used, so existing scenarios keep their exact poses.
+        if p_default > 0 and rng.random() < p_default:
+            return self.default(spec, ctx=ctx)
         pose = ctx.subject(spec.subject.id).sample_pose(rng)
         return spec.replace(subject=replace(spec.subject, pose=_plain(pose)))
 

@@ -10,17 +10,17 @@ from drsynth.subjects.quadruped import Anatomy
 BASE = Anatomy(
     species="cat",
     shoulder_height=0.25,
-    body_length_ratio=1.22,
-    chest_depth_ratio=0.6,
+    body_length_ratio=0.85,
+    chest_depth_ratio=0.66,
     girth_ratio=0.85,
     waist_ratio=0.85,
     rump_rise=0.04,
     leg_thickness=0.14,
-    paw_size=1.35,
+    paw_size=1.1,
     neck_length_ratio=0.45,
     neck_thickness=0.42,
-    neck_angle_deg=50.0,
-    head_length=0.108,
+    neck_angle_deg=60.0,
+    head_length=0.12,
     skull_width_ratio=0.92,
     skull_height_ratio=0.82,
     muzzle_frac=0.26,
@@ -28,7 +28,7 @@ BASE = Anatomy(
     muzzle_height_ratio=0.55,
     stop=0.5,
     cheek=0.5,
-    eye_size=0.115,
+    eye_size=0.12,
     eye_spacing=0.5,
     eye_forward=0.75,
     ear_length=0.5,
@@ -38,7 +38,7 @@ BASE = Anatomy(
     ear_roundness=0.2,
     ear_set=0.35,
     tail_length_ratio=0.9,
-    tail_thickness=0.17,
+    tail_thickness=0.24,
     tail_carriage_deg=-40.0,
     tail_curl_deg=60.0,
     fluff=0.2,
@@ -91,6 +91,44 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset("tabby_and_white", {}, _c("tabby", BROWN_TABBY, secondary=DARK, white=0.45, nose=BRICK)),
         BreedPreset("tuxedo", {}, _c("bicolor", BLACK, white=0.4, iris=GOLD_EYE)),
         BreedPreset(
+            "tuxedo_longhair",
+            {"fluff": 0.6},
+            _c("bicolor", BLACK, white=0.35, iris=GREEN_EYE, fur_length=0.7),
+        ),
+        BreedPreset("black_and_white", {}, _c("bicolor", BLACK, white=0.65, iris=GOLD_EYE, variation=0.8)),
+        BreedPreset(
+            "black_longhair",
+            {"fluff": 0.65},
+            _c("solid", (0.05, 0.045, 0.045), iris=COPPER_EYE, nose=DARK, belly_light=0.05, fur_length=0.7),
+        ),
+        BreedPreset(
+            "black_smoke",
+            {"fluff": 0.4},
+            _c("solid", (0.1, 0.1, 0.11), iris=GOLD_EYE, nose=DARK, belly_light=0.3, fur_length=0.45),
+        ),
+        BreedPreset("grey_tabby_and_white", {}, _c("tabby", SILVER, secondary=(0.1, 0.1, 0.1), white=0.4)),
+        BreedPreset(
+            "orange_and_white",
+            {},
+            _c("tabby", ORANGE, secondary=(0.5, 0.24, 0.08), white=0.45, iris=GOLD_EYE),
+        ),
+        BreedPreset(
+            "dilute_calico",
+            {},
+            _c("calico", WHITE, secondary=(0.42, 0.44, 0.47), tertiary=(0.85, 0.7, 0.55), white=0.5),
+        ),
+        BreedPreset(
+            "torbie",
+            {},
+            _c(
+                "tortoiseshell",
+                (0.4, 0.3, 0.2),
+                secondary=(0.12, 0.09, 0.07),
+                tertiary=(0.7, 0.45, 0.2),
+                iris=GOLD_EYE,
+            ),
+        ),
+        BreedPreset(
             "black_cat", {"fluff": 0.15}, _c("solid", BLACK, iris=GOLD_EYE, nose=DARK, belly_light=0.0)
         ),
         BreedPreset("white_cat", {}, _c("solid", WHITE, iris=BLUE_EYE, belly_light=0.0)),
@@ -108,7 +146,7 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "siamese",
             {
-                "body_length_ratio": 1.55,
+                "body_length_ratio": 0.9,
                 "chest_depth_ratio": 0.5,
                 "head_length": 0.105,
                 "skull_width_ratio": 0.72,
@@ -131,7 +169,7 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "balinese",
             {
-                "body_length_ratio": 1.5,
+                "body_length_ratio": 0.88,
                 "head_length": 0.1,
                 "skull_width_ratio": 0.76,
                 "muzzle_frac": 0.34,
@@ -248,7 +286,7 @@ PRESETS: dict[str, BreedPreset] = {
         ),
         BreedPreset(
             "russian_blue",
-            {"body_length_ratio": 1.5, "ear_length": 0.58, "skull_width_ratio": 0.82, "fluff": 0.2},
+            {"body_length_ratio": 0.88, "ear_length": 0.58, "skull_width_ratio": 0.82, "fluff": 0.2},
             _c("solid", (0.45, 0.48, 0.52), iris=GREEN_EYE, nose=(0.35, 0.35, 0.4), belly_light=0.05),
         ),
         BreedPreset(
@@ -270,7 +308,7 @@ PRESETS: dict[str, BreedPreset] = {
             "maine_coon",
             {
                 "shoulder_height": 0.32,
-                "body_length_ratio": 1.55,
+                "body_length_ratio": 0.9,
                 "fluff": 0.75,
                 "ear_length": 0.62,
                 "ear_width": 0.8,
@@ -313,13 +351,13 @@ PRESETS: dict[str, BreedPreset] = {
         ),
         BreedPreset(
             "turkish_angora",
-            {"body_length_ratio": 1.5, "fluff": 0.55, "ear_length": 0.6, "skull_width_ratio": 0.8},
+            {"body_length_ratio": 0.88, "fluff": 0.55, "ear_length": 0.6, "skull_width_ratio": 0.8},
             _c("solid", WHITE, iris=BLUE_EYE, fur_length=0.6, belly_light=0.0),
         ),
         BreedPreset(
             "abyssinian",
             {
-                "body_length_ratio": 1.5,
+                "body_length_ratio": 0.88,
                 "ear_length": 0.66,
                 "ear_width": 0.95,
                 "skull_width_ratio": 0.8,
@@ -331,7 +369,7 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "somali",
             {
-                "body_length_ratio": 1.5,
+                "body_length_ratio": 0.88,
                 "ear_length": 0.64,
                 "ear_width": 0.95,
                 "skull_width_ratio": 0.8,
@@ -350,7 +388,7 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "bengal",
             {
-                "body_length_ratio": 1.6,
+                "body_length_ratio": 0.94,
                 "shoulder_height": 0.28,
                 "fluff": 0.05,
                 "muzzle_frac": 0.32,
@@ -367,19 +405,19 @@ PRESETS: dict[str, BreedPreset] = {
         ),
         BreedPreset(
             "ocicat",
-            {"body_length_ratio": 1.55, "shoulder_height": 0.28, "fluff": 0.05},
+            {"body_length_ratio": 0.9, "shoulder_height": 0.28, "fluff": 0.05},
             _c("spotted", (0.66, 0.52, 0.34), secondary=(0.2, 0.12, 0.07), spot_scale=1.0, iris=GOLD_EYE),
         ),
         BreedPreset(
             "egyptian_mau",
-            {"body_length_ratio": 1.55, "eye_size": 0.18, "fluff": 0.05},
+            {"body_length_ratio": 0.9, "eye_size": 0.18, "fluff": 0.05},
             _c("spotted", (0.66, 0.66, 0.62), secondary=(0.1, 0.1, 0.1), spot_scale=1.3, iris=GREEN_EYE),
         ),
         BreedPreset(
             "savannah",
             {
                 "shoulder_height": 0.34,
-                "body_length_ratio": 1.5,
+                "body_length_ratio": 0.88,
                 "ear_length": 0.72,
                 "ear_width": 0.95,
                 "leg_thickness": 0.12,
@@ -406,7 +444,7 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "oriental_shorthair",
             {
-                "body_length_ratio": 1.6,
+                "body_length_ratio": 0.94,
                 "chest_depth_ratio": 0.48,
                 "head_length": 0.11,
                 "skull_width_ratio": 0.66,

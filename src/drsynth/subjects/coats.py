@@ -40,6 +40,7 @@ PATTERNS = (
     "saddle",
     "tricolor",
     "husky",
+    "mask",  # solid with a dark muzzle and ears (pug, mastiff, boxer)
 )
 
 
@@ -396,6 +397,11 @@ def coat_colors(tx: Texels, model: QuadrupedModel, coat: Coat, seed: int) -> np.
         )
         dark = dark * (1 - R["brow"]) * (1 - R["muzzle"]) * (1 - R["eye_rim"] * 0.0)
         col = _lerp(col, sec, _smooth(0.35, 0.65, np.clip(dark, 0, 1)))
+    elif pat == "mask":
+        mask = np.clip(
+            R["muzzle"] * 1.1 + R["ears"] + 0.6 * R["eye_rim"] + 0.5 * R["face_top"] * R["muzzle"], 0, 1
+        )
+        col = _lerp(col, sec, _smooth(0.3, 0.7, mask + 0.1 * warp))
     elif pat in ("solid", "bicolor"):
         pass
 
@@ -462,7 +468,8 @@ def _paint_mouth(col: np.ndarray, tx: Texels, model: QuadrupedModel, coat: Coat,
         * (hp[:, 1] < nose_y)
     )
     m = np.clip(line + phil, 0, 1)
-    return _lerp(col, np.array([0.06, 0.04, 0.04]), m * 0.7)
+    # Lips are a darker shade of the local coat, not ink.
+    return col * (1.0 - 0.55 * m)[:, None]
 
 
 # ---------------------------------------------------------------------------------------------- baking
@@ -511,7 +518,9 @@ def _sample_grid(mesh_rest: trimesh.Trimesh, normals: np.ndarray, w: int, h: int
     u = (np.arange(w) + 0.5) / w
     v = (np.arange(h) + 0.5) / h
     uu, vv = np.meshgrid(u, v)
-    coords = [vv.reshape(-1) * (n - 1), uu.reshape(-1) * (m1 - 1)]
+    # Stations need not be evenly spaced in v (axial meshes use arc length): map v to a station index.
+    v_st = mesh_rest.visual.uv[: n * m1].reshape(n, m1, 2)[:, 0, 1]
+    coords = [np.interp(vv.reshape(-1), v_st, np.arange(n)), uu.reshape(-1) * (m1 - 1)]
     pos = np.stack(
         [ndimage.map_coordinates(g[..., k], coords, order=1, mode="nearest") for k in range(3)], -1
     )
@@ -551,7 +560,7 @@ def _fur_field(h: int, w: int, coat: Coat, rng: np.random.Generator, texel_m: fl
         return f / max(float(f.std()), 1e-6)
 
     fine = streaks(0.002 + 0.012 * coat.fur_length, 0.0005, 0.8, 0.5)
-    locks = streaks(0.005 + 0.02 * coat.fur_length, 0.0015 + 0.003 * coat.fur_length, 1.5, 0.8)
+    locks = streaks(0.012 + 0.008 * coat.fur_length, 0.003 + 0.002 * coat.fur_length, 1.5, 0.8)
     f = 0.5 * fine + 0.85 * locks
     return f / max(float(f.std()), 1e-6)
 
@@ -626,14 +635,14 @@ def bake_atlas(
     )
     colors = coat_colors(tx, model, coat, seed)
     k = 0
-    amp = 0.13 + 0.08 * coat.fur_length
+    amp = 0.25 - 0.08 * coat.fur_length
     for r, w, h, wc, hc in slots:
         c = _resize(colors[k : k + wc * hc].reshape(hc, wc, 3), h, w)
         k += wc * hc
         f = _fur_field(h, w, coat, rng, texel_m)
         # Streaks converge at the loft's end caps: fade them out there.
         vv = (np.arange(h) + 0.5) / h
-        f = f * (_smooth(0.0, 0.1, vv) * _smooth(0.0, 0.1, 1.0 - vv))[:, None]
+        f = f * (_smooth(0.0, 0.15, vv) * _smooth(0.0, 0.15, 1.0 - vv))[:, None]
         c = np.clip(c * np.clip(1.0 + amp * f, 0.6, 1.4)[..., None], 0, 1)
         # Fill the rect including its padding (edge texels repeated) so filtering does not bleed.
         img[r.y : r.y + r.h, r.x : r.x + r.w] = np.pad(c, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
@@ -700,6 +709,10 @@ def nose_texture(coat: Coat, species: str, size: int = 64) -> np.ndarray:
     return (np.clip(col[::-1], 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def _luma(c) -> float:
+    return float(0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2])
+
+
 def paint_coat(
     model: QuadrupedModel, coat: Coat, *, key: str, seed: int, atlas_size: int = 512
 ) -> tuple[dict[str, trimesh.Trimesh], dict[str, SurfaceMaterial]]:
@@ -710,7 +723,8 @@ def paint_coat(
         key=f"{key}#fur",
         base_color=(1.0, 1.0, 1.0, 1.0),
         metallic=0.0,
-        roughness=0.97,
+        # Dark coats show a sheen in photos (that is how a black cat reads as fur, not a silhouette).
+        roughness=float(np.clip(0.97 - 0.4 * (1.0 - _luma(coat.base) / 0.25), 0.55, 0.97)),
         base_color_texture=img,
     )
     eye = SurfaceMaterial(

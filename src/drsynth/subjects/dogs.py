@@ -10,7 +10,7 @@ from drsynth.subjects.quadruped import Anatomy
 BASE = Anatomy(
     species="dog",
     shoulder_height=0.56,
-    body_length_ratio=1.15,
+    body_length_ratio=0.95,
     chest_depth_ratio=0.5,
     girth_ratio=0.8,
     waist_ratio=0.7,
@@ -91,7 +91,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.62,
-                "body_length_ratio": 1.25,
+                "body_length_ratio": 1.04,
                 "rump_rise": -0.06,
                 "ear_length": 0.55,
                 "muzzle_frac": 0.5,
@@ -122,7 +122,7 @@ PRESETS: dict[str, BreedPreset] = {
             "bulldog",
             {
                 "shoulder_height": 0.36,
-                "body_length_ratio": 1.1,
+                "body_length_ratio": 0.91,
                 "chest_depth_ratio": 0.62,
                 "girth_ratio": 1.15,
                 "leg_thickness": 0.17,
@@ -145,7 +145,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.3,
-                "body_length_ratio": 1.1,
+                "body_length_ratio": 0.91,
                 "chest_depth_ratio": 0.58,
                 "girth_ratio": 1.05,
                 "leg_thickness": 0.16,
@@ -195,7 +195,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.68,
-                "body_length_ratio": 1.0,
+                "body_length_ratio": 0.83,
                 "waist_ratio": 0.55,
                 "head_length": 0.27,
                 "muzzle_frac": 0.52,
@@ -237,13 +237,13 @@ PRESETS: dict[str, BreedPreset] = {
                 "ear_floppiness": 0.6,
                 "tail_length_ratio": 0.12,
             },
-            _c("bicolor", (0.68, 0.42, 0.18), white=0.3),
+            _c("mask", (0.68, 0.42, 0.18), secondary=(0.08, 0.06, 0.05), white=0.3),
         ),
         BreedPreset(
             "dachshund",
             {
                 "shoulder_height": 0.23,
-                "body_length_ratio": 2.1,
+                "body_length_ratio": 1.74,
                 "chest_depth_ratio": 0.68,
                 "leg_thickness": 0.15,
                 "head_length": 0.19,
@@ -287,7 +287,7 @@ PRESETS: dict[str, BreedPreset] = {
             "great_dane",
             {
                 "shoulder_height": 0.82,
-                "body_length_ratio": 1.0,
+                "body_length_ratio": 0.83,
                 "waist_ratio": 0.6,
                 "head_length": 0.32,
                 "skull_width_ratio": 0.45,
@@ -304,7 +304,7 @@ PRESETS: dict[str, BreedPreset] = {
             "shih_tzu",
             {
                 "shoulder_height": 0.25,
-                "body_length_ratio": 1.35,
+                "body_length_ratio": 1.12,
                 "fluff": 1.0,
                 "head_length": 0.12,
                 "muzzle_frac": 0.18,
@@ -331,6 +331,71 @@ PRESETS: dict[str, BreedPreset] = {
                 "chest_depth_ratio": 0.6,
             },
             _c("solid", (0.8, 0.48, 0.18), fur_length=1.0),
+        ),
+        BreedPreset(
+            "belgian_malinois",
+            {
+                **ERECT,
+                "shoulder_height": 0.6,
+                "ear_length": 0.5,
+                "muzzle_frac": 0.5,
+                "muzzle_width_ratio": 0.5,
+                "stop": 0.35,
+                "tail_carriage_deg": -30.0,
+                "tail_curl_deg": 30.0,
+                "fluff": 0.15,
+            },
+            _c("mask", (0.68, 0.46, 0.22), secondary=(0.08, 0.06, 0.05)),
+        ),
+        BreedPreset(
+            "miniature_pinscher",
+            {
+                **ERECT,
+                "shoulder_height": 0.28,
+                "head_length": 0.12,
+                "muzzle_frac": 0.42,
+                "ear_length": 0.55,
+                "leg_thickness": 0.12,
+                "tail_length_ratio": 0.15,
+            },
+            _c("tan_points", BLACK, secondary=BLACK, tertiary=(0.6, 0.32, 0.12)),
+        ),
+        BreedPreset(
+            "basenji",
+            {
+                **ERECT,
+                "shoulder_height": 0.42,
+                "ear_length": 0.5,
+                "muzzle_frac": 0.45,
+                "tail_carriage_deg": 70.0,
+                "tail_curl_deg": 250.0,
+                "tail_length_ratio": 0.4,
+            },
+            _c("bicolor", (0.62, 0.32, 0.13), white=0.35),
+        ),
+        BreedPreset(
+            "norwegian_elkhound",
+            {**SPITZ, "shoulder_height": 0.5, "ear_length": 0.36, "fluff": 0.55},
+            _c("saddle", (0.55, 0.55, 0.53), secondary=(0.18, 0.18, 0.18), fur_length=0.5),
+        ),
+        BreedPreset(
+            "australian_cattle_dog",
+            {**ERECT, "shoulder_height": 0.47, "ear_length": 0.42, "muzzle_frac": 0.45, "fluff": 0.15},
+            _c("merle", (0.5, 0.52, 0.56), secondary=(0.12, 0.12, 0.13), tertiary=TAN, white=0.15),
+        ),
+        BreedPreset(
+            "shepherd_mix",
+            {
+                "shoulder_height": 0.55,
+                "ear_floppiness": 0.25,
+                "ear_roundness": 0.3,
+                "ear_length": 0.45,
+                "ear_set": 0.4,
+                "muzzle_frac": 0.47,
+                "tail_carriage_deg": -20.0,
+                "fluff": 0.25,
+            },
+            _c("saddle", (0.55, 0.38, 0.2), secondary=(0.1, 0.08, 0.06), fur_length=0.3),
         ),
         BreedPreset(
             "chihuahua",
@@ -386,7 +451,7 @@ PRESETS: dict[str, BreedPreset] = {
             "pug",
             {
                 "shoulder_height": 0.28,
-                "body_length_ratio": 1.05,
+                "body_length_ratio": 0.87,
                 "chest_depth_ratio": 0.6,
                 "girth_ratio": 1.05,
                 "head_length": 0.12,
@@ -403,7 +468,7 @@ PRESETS: dict[str, BreedPreset] = {
                 "tail_curl_deg": 300.0,
                 "tail_length_ratio": 0.4,
             },
-            _c("colorpoint", (0.8, 0.68, 0.5), secondary=BLACK),
+            _c("mask", (0.8, 0.68, 0.5), secondary=BLACK),
         ),
         BreedPreset(
             "shiba_inu",
@@ -449,7 +514,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.28,
-                "body_length_ratio": 1.7,
+                "body_length_ratio": 1.41,
                 "chest_depth_ratio": 0.7,
                 "girth_ratio": 0.9,
                 "leg_thickness": 0.16,
@@ -539,7 +604,7 @@ PRESETS: dict[str, BreedPreset] = {
             "basset_hound",
             {
                 "shoulder_height": 0.33,
-                "body_length_ratio": 1.8,
+                "body_length_ratio": 1.49,
                 "chest_depth_ratio": 0.7,
                 "leg_thickness": 0.18,
                 "head_length": 0.25,
@@ -558,7 +623,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.38,
-                "body_length_ratio": 1.0,
+                "body_length_ratio": 0.83,
                 "head_length": 0.13,
                 "skull_width_ratio": 0.8,
                 "muzzle_frac": 0.16,
@@ -589,7 +654,7 @@ PRESETS: dict[str, BreedPreset] = {
             "greyhound",
             {
                 "shoulder_height": 0.72,
-                "body_length_ratio": 1.05,
+                "body_length_ratio": 0.87,
                 "chest_depth_ratio": 0.55,
                 "waist_ratio": 0.4,
                 "girth_ratio": 0.62,
@@ -612,7 +677,7 @@ PRESETS: dict[str, BreedPreset] = {
             "whippet",
             {
                 "shoulder_height": 0.48,
-                "body_length_ratio": 1.05,
+                "body_length_ratio": 0.87,
                 "chest_depth_ratio": 0.55,
                 "waist_ratio": 0.4,
                 "girth_ratio": 0.62,
@@ -673,7 +738,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.33,
-                "body_length_ratio": 1.0,
+                "body_length_ratio": 0.83,
                 "head_length": 0.16,
                 "muzzle_frac": 0.48,
                 "muzzle_height_ratio": 0.8,
@@ -832,7 +897,7 @@ PRESETS: dict[str, BreedPreset] = {
                 "ear_length": 0.28,
                 "ear_floppiness": 0.8,
             },
-            _c("colorpoint", FAWN, secondary=(0.1, 0.08, 0.07)),
+            _c("mask", FAWN, secondary=(0.1, 0.08, 0.07)),
         ),
     ]
 }

@@ -40,7 +40,9 @@ def transport_frames(path: np.ndarray, side: np.ndarray | tuple[float, float, fl
     return t, sides, ups
 
 
-def loft(rings: np.ndarray, *, cap_start: bool = True, cap_end: bool = True) -> trimesh.Trimesh:
+def loft(
+    rings: np.ndarray, *, cap_start: bool = True, cap_end: bool = True, v: np.ndarray | None = None
+) -> trimesh.Trimesh:
     """A closed tube through `rings` (n x m x 3: n stations of m points), with UVs (u round the ring, v
     along the stations) and smooth outward normals that do not break at the UV seam.
 
@@ -57,7 +59,8 @@ def loft(rings: np.ndarray, *, cap_start: bool = True, cap_end: bool = True) -> 
     faces = [np.stack([a, c, b], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3)]
     verts = [grid]
     us = np.linspace(0.0, 1.0, m + 1)
-    uv = [np.stack(np.meshgrid(us, np.linspace(0.0, 1.0, n)), -1).reshape(-1, 2)]
+    vs = np.linspace(0.0, 1.0, n) if v is None else np.asarray(v, dtype=np.float64)
+    uv = [np.stack(np.meshgrid(us, vs), -1).reshape(-1, 2)]
     base = len(grid)
     # Cap poles: one vertex per column so UVs stay continuous.
     for row, v, at_start in ((0, 0.0, True), (n - 1, 1.0, False)):
@@ -296,6 +299,11 @@ def ray_to_surface(sdf, origin, direction, r_max: float, iterations: int = 32) -
     return pts[0] if single else pts
 
 
+def s_to_unit(s: np.ndarray) -> np.ndarray:
+    s = np.asarray(s, dtype=np.float64)
+    return (s - s[0]) / max(s[-1] - s[0], 1e-12)
+
+
 def axial_mesh(
     sdf,
     axis_start,
@@ -326,4 +334,5 @@ def axial_mesh(
     origins = np.repeat(centres[:, None, :], segments, axis=1)
     pts = ray_to_surface(sdf, origins.reshape(-1, 3), dirs.reshape(-1, 3), r_max, iterations=iterations)
     rings = pts.reshape(stations, segments, 3)
-    return loft(rings)
+    # v by arc length along the axis, so the texture is not stretched where stations are sparse.
+    return loft(rings, v=s_to_unit(s))

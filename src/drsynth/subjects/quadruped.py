@@ -285,9 +285,8 @@ class QuadrupedModel:
         neck_end = neck_base + neck_dir * neck_len
         self._bone("neck", "body", neck_base)
         nr0 = a.neck_thickness * D * (1 + 0.35 * fluff)
-        nr1 = min(
-            nr0 * 0.8, 0.42 * a.skull_height_ratio * a.skull_width_ratio * a.head_length * (1 + 0.3 * fluff)
-        )
+        # The neck meets the skull almost at its full width (fur hides the narrowing of real necks).
+        nr1 = min(nr0 * 0.95, 0.4 * a.skull_width_ratio * a.head_length * (1 + 0.3 * fluff))
         neck = geo.capsule_along(
             neck_base, neck_end, nr0, nr1, stations=self._seg(12), segments=self._seg(20)
         )
@@ -307,7 +306,7 @@ class QuadrupedModel:
             wrist = np.array([elbow[0] + 0.03 * D, 0.16 * leg_len, sh[2]])
             paw_c = np.array([wrist[0] + 0.25 * fr, fr * self.a.paw_size * 0.85 * 0.62, sh[2]])
             self._leg(
-                f"f{side}", ("shoulder", "elbow", "wrist"), [sh, elbow, wrist, paw_c], fr, upper_scale=1.9
+                f"f{side}", ("shoulder", "elbow", "wrist"), [sh, elbow, wrist, paw_c], fr, upper_scale=1.55
             )
             # Hind: hip -> knee (stifle) -> hock -> paw.
             hip = np.array([x_rear + 0.12 * D, top_rear - 0.42 * D, zs * 0.30 * W])
@@ -316,7 +315,7 @@ class QuadrupedModel:
             hock = np.array([knee[0] - 0.30 * hh, 0.26 * hh, hip[2]])
             paw_h = np.array([hock[0] + 0.06 * hh, fr * 1.05 * self.a.paw_size * 0.85 * 0.62, hip[2]])
             self._leg(
-                f"h{side}", ("hip", "knee", "hock"), [hip, knee, hock, paw_h], fr * 1.05, upper_scale=2.4
+                f"h{side}", ("hip", "knee", "hock"), [hip, knee, hock, paw_h], fr * 1.05, upper_scale=1.9
             )
 
         # ---- tail -----------------------------------------------------------------------------------
