@@ -41,6 +41,7 @@ def plan_run(
     real_uri: str,
     real_test_uri: str,
     toon_uri: str,
+    import_max_side: int,
 ) -> dict:
     """Resolve the pipeline parameters into the run plan: scenarios (training / held-out breeds), every dataset
     with its store URI (named by content, so unchanged datasets keep their URI and cached renders), the

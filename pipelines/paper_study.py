@@ -51,6 +51,7 @@ def paper_study(
     real_uri: str = D["real_uri"],
     real_test_uri: str = D["real_test_uri"],
     toon_uri: str = D["toon_uri"],
+    import_max_side: int = D["import_max_side"],
     studies: List[str] = D["studies"],
     ablations: List[str] = D["ablations"],
     architecture_variants: List[str] = D["architecture_variants"],
@@ -89,6 +90,7 @@ def paper_study(
         real_uri: Real photos DIR/<class>/* as an s3:// prefix (empty: no real-trained models).
         real_test_uri: Separate real test photos (empty: 20% of real_uri).
         toon_uri: Cartoons DIR/<class>/* as an s3:// prefix (empty: drsynth's toon renders).
+        import_max_side: Imported photos larger than this many pixels are downscaled (0: keep).
         studies: Any of architecture, ablation, transfer, scaling.
         ablations: Ablation conditions (drsynth.studies.ABLATIONS).
         architecture_variants: no-dropout, dropout-0.3, unfrozen.
@@ -122,6 +124,7 @@ def paper_study(
         architecture_variants=architecture_variants, studies=studies, shard_size=shard_size, max_breeds=max_breeds,
         explain=explain, explain_k=explain_k, render_workers=render_workers, train_workers=train_workers,
         device=device, store_uri=store_uri, real_uri=real_uri, real_test_uri=real_test_uri, toon_uri=toon_uri,
+        import_max_side=import_max_side,
     )
     settings.light(plan).set_display_name("plan")
 

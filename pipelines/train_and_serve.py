@@ -90,6 +90,7 @@ def train_and_serve(
         architecture_variants=["dropout-0.3"], studies=[], shard_size=shard_size, max_breeds=max_breeds,
         explain="none", explain_k=D["explain_k"], render_workers=render_workers, train_workers=train_workers,
         device=device, store_uri=store_uri, real_uri="", real_test_uri="", toon_uri="",
+        import_max_side=D["import_max_side"],
     )
     settings.light(plan).set_display_name("plan")
     packaged = [common.build_dataset(plan.output, ds, store_secret)

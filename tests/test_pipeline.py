@@ -142,7 +142,7 @@ def test_quick_preset_stays_small():
     plan = plan_run(preset("quick", store_uri="/tmp/x"))
     assert count_tasks(plan) <= 90
     assert all(d.count <= 96 for d in plan.datasets.values())
-    assert plan.config.study.backbone == "small-cnn" and plan.config.study.epochs <= 2
+    assert plan.config.study.backbone == "small-cnn" and plan.config.study.epochs <= 6
     assert len(model_jobs(plan)) == 13  # 3 architecture + 7 more ablations + 3 scaling, the control shared
     ci = plan_run(preset("ci", store_uri="/tmp/x"))
     assert count_tasks(ci) < count_tasks(plan)

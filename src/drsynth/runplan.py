@@ -198,7 +198,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         return ds
 
     def import_ds(name: str, src: str, split: str, role: str, description: str) -> DatasetPlan:
-        content = {"src": src, "split": split, "fraction": s.real_test_fraction}
+        content = {"src": src, "split": split, "fraction": s.real_test_fraction, "max_side": cfg.import_max_side}
         ds = DatasetPlan(name=name, source="import", role=role, import_from=src, import_split=split,  # type: ignore[arg-type]
                          uri=_join(cfg.store_uri, "datasets", f"{name}-{_digest(content)}"),
                          description=description)

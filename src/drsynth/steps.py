@@ -186,7 +186,8 @@ def import_datasets(plan: dict[str, Any], out_dirs: dict[str, str | os.PathLike[
                 raise DatasetError(f"{src} ({ds.import_split} part): no class folder holds an image; expected "
                                    "DIR/<class>/*.jpg with a few images per class")
             with metrics.step("package", task=f"import-{name}"):
-                res = import_images(folder, ds.uri, classes=classes, name=name, overwrite=True, progress=False)
+                res = import_images(folder, ds.uri, classes=classes, name=name, overwrite=True, progress=False,
+                                    max_side=p.config.import_max_side or None)
             _copy_card(ds.uri, out)
             m = res.package.manifest
             if res.skipped:

@@ -129,10 +129,12 @@ def register(app: typer.Typer) -> None:
         extra = _parse_sets(sets)
         overrides = {k: v for k, v in extra.items() if k not in ("train_gpus", "store_secret", "model_name",
                                                                    "publish_prefix")}
-        if real:
-            overrides["real_uri"] = real
-        if toon:
-            overrides["toon_uri"] = toon
+        for flag, value, key in (("--real", real, "real_uri"), ("--toon", toon, "toon_uri")):
+            if value and not value.startswith("s3://"):
+                raise ConfigError(f"{flag} {value}: a cluster run reads photos from the object store; upload the "
+                                  "folder (DIR/<class>/*) and give its s3://bucket/prefix")
+            if value:
+                overrides[key] = value
         args = default_arguments(pipeline, preset, store_uri=store, name=name, **overrides)
         args["train_gpus"] = gpus
         args.update({k: v for k, v in extra.items() if k in ("store_secret", "model_name", "publish_prefix")})
