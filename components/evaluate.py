@@ -30,6 +30,7 @@ def evaluate_model(
         metrics: Accuracy and AAR per domain, mean accuracy, mean out-of-domain accuracy.
         confusion: The confusion matrix on the model's primary domain (real photos when given).
     """
+    from drsynth.fsutil import atomic_write_json
     from drsynth.steps import evaluate_model as run
     from drsynth.steps import primary_domain
 
@@ -44,6 +45,8 @@ def evaluate_model(
     confusion.log_confusion_matrix(res["classes"], res["domains"][main]["confusion"])
     confusion.metadata["domain"] = main
     evaluation.metadata["model"] = job["name"]
+    for a in (metrics, confusion):  # a file behind every output (caches check for it)
+        atomic_write_json(a.path, a.metadata)
 
 
 @dsl.component(**RENDER)
@@ -58,9 +61,11 @@ def collect_studies(plan: dict, evaluations: Input[List[Artifact]], studies: Out
         studies: <study>/results.json + figure.png per study.
         metrics: Each bar's mean, named study/group/condition/domain/metric.
     """
+    from drsynth.fsutil import atomic_write_json
     from drsynth.steps import collect_studies as run
 
     summary = run(plan, [e.path for e in evaluations], studies.path)
     for study, bars in summary.items():
         for key, value in bars.items():
             metrics.log_metric(f"{study}/{key}", float(value))
+    atomic_write_json(metrics.path, metrics.metadata)  # a file behind every output (caches check for it)

@@ -19,6 +19,7 @@ def train_model(job: dict, gpus: int, checkpoint: Output[Model], training_log: O
         training_log: The checkpoint without its weights (what the report shows).
         metrics: Best validation accuracy, its epoch, the last training accuracy.
     """
+    from drsynth.fsutil import atomic_write_json
     from drsynth.steps import train_model as run
 
     res = run(job, checkpoint.path, training_log.path, gpus=gpus)
@@ -26,6 +27,7 @@ def train_model(job: dict, gpus: int, checkpoint: Output[Model], training_log: O
     for key in ("best_val_accuracy", "best_epoch", "train_accuracy"):
         if res.get(key) is not None:
             metrics.log_metric(key, float(res[key]))
+    atomic_write_json(metrics.path, metrics.metadata)  # a file behind every output (caches check for it)
 
 
 @dsl.component(**TRAIN)

@@ -125,6 +125,16 @@ def test_components_run_on_their_step_images():
 
 
 @pytest.mark.slow
+def test_every_output_artifact_has_a_file(chain):
+    """kfp.local's cache (and a cluster's artifact upload) want a file or folder behind every output."""
+    outputs = [*chain["datasets"].values(), *chain["imports"].values(), chain["studies"], chain["study_metrics"],
+               chain["run"], chain["html"], chain["md"], *(a for rs in chain["renders"].values() for a in rs),
+               *(a for m in chain["models"].values() for a in m.values())]
+    missing = [a.name for a in outputs if not Path(a.path).exists()]
+    assert not missing, missing
+
+
+@pytest.mark.slow
 def test_plan_and_render_jobs(chain):
     plan, jobs = chain["plan"], chain["jobs"]
     assert plan["format"] == "drsynth-plan/1"
