@@ -15,7 +15,7 @@ from drsynth.subjects.registry import build_pool
 
 GENERATORS = {"cat": cats, "dog": dogs}
 # Plausible bounds of a standing animal (height to the top of the head/ears, nose-to-tail length), metres.
-SIZE_BOUNDS = {"cat": ((0.2, 0.6), (0.35, 1.3)), "dog": ((0.15, 1.5), (0.3, 2.4))}
+SIZE_BOUNDS = {"cat": ((0.15, 0.6), (0.25, 1.3)), "dog": ((0.15, 1.5), (0.3, 2.4))}
 
 
 @pytest.mark.parametrize("species", ["cat", "dog"])

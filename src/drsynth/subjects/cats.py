@@ -72,6 +72,22 @@ def _c(pattern, base, **kw) -> Coat:
     return Coat(pattern=pattern, base=base, **kw)
 
 
+KITTEN = {
+    "shoulder_height": 0.15,
+    "body_length_ratio": 0.8,
+    "chest_depth_ratio": 0.64,
+    "head_length": 0.085,
+    "skull_width_ratio": 1.0,
+    "skull_height_ratio": 0.9,
+    "muzzle_frac": 0.22,
+    "eye_size": 0.15,
+    "ear_length": 0.55,
+    "leg_thickness": 0.16,
+    "tail_length_ratio": 0.75,
+    "tail_thickness": 0.2,
+    "fluff": 0.45,
+}
+
 PRESETS: dict[str, BreedPreset] = {
     p.name: p
     for p in [
@@ -90,6 +106,44 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset("cream_tabby", {}, _c("tabby", CREAM, secondary=(0.72, 0.55, 0.38), iris=COPPER_EYE)),
         BreedPreset("tabby_and_white", {}, _c("tabby", BROWN_TABBY, secondary=DARK, white=0.45, nose=BRICK)),
         BreedPreset("tuxedo", {}, _c("bicolor", BLACK, white=0.4, iris=GOLD_EYE)),
+        # Kittens: big heads, eyes and ears on small round bodies (a large share of real cat photos).
+        BreedPreset(
+            "kitten_tabby",
+            {**KITTEN},
+            _c("tabby", BROWN_TABBY, secondary=DARK, nose=BRICK, iris=(0.4, 0.5, 0.6), fur_length=0.4),
+        ),
+        BreedPreset(
+            "kitten_grey_tabby",
+            {**KITTEN},
+            _c("tabby", SILVER, secondary=(0.1, 0.1, 0.1), iris=(0.4, 0.5, 0.6), fur_length=0.4),
+        ),
+        BreedPreset(
+            "kitten_orange",
+            {**KITTEN},
+            _c(
+                "tabby",
+                ORANGE,
+                secondary=(0.52, 0.26, 0.09),
+                white=0.2,
+                iris=(0.45, 0.55, 0.6),
+                fur_length=0.4,
+            ),
+        ),
+        BreedPreset(
+            "kitten_black",
+            {**KITTEN},
+            _c("solid", BLACK, iris=(0.45, 0.55, 0.6), nose=DARK, belly_light=0.0, fur_length=0.4),
+        ),
+        BreedPreset(
+            "kitten_tuxedo",
+            {**KITTEN},
+            _c("bicolor", BLACK, white=0.45, iris=(0.45, 0.55, 0.6), fur_length=0.4),
+        ),
+        BreedPreset(
+            "kitten_calico",
+            {**KITTEN},
+            _c("calico", WHITE, secondary=BLACK, tertiary=(0.78, 0.45, 0.15), white=0.5, fur_length=0.4),
+        ),
         BreedPreset(
             "tuxedo_longhair",
             {"fluff": 0.6},

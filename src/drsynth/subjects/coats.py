@@ -560,7 +560,7 @@ def _fur_field(h: int, w: int, coat: Coat, rng: np.random.Generator, texel_m: fl
         return f / max(float(f.std()), 1e-6)
 
     fine = streaks(0.002 + 0.012 * coat.fur_length, 0.0005, 0.8, 0.5)
-    locks = streaks(0.012 + 0.008 * coat.fur_length, 0.003 + 0.002 * coat.fur_length, 1.5, 0.8)
+    locks = streaks(0.005 + 0.015 * coat.fur_length, 0.0015 + 0.0025 * coat.fur_length, 1.5, 0.8)
     f = 0.5 * fine + 0.85 * locks
     return f / max(float(f.std()), 1e-6)
 
@@ -635,7 +635,7 @@ def bake_atlas(
     )
     colors = coat_colors(tx, model, coat, seed)
     k = 0
-    amp = 0.25 - 0.08 * coat.fur_length
+    amp = 0.07 + 0.08 * coat.fur_length
     for r, w, h, wc, hc in slots:
         c = _resize(colors[k : k + wc * hc].reshape(hc, wc, 3), h, w)
         k += wc * hc

@@ -73,10 +73,46 @@ def _c(pattern, base, **kw) -> Coat:
 ERECT = {"ear_floppiness": 0.0, "ear_roundness": 0.15, "ear_set": 0.3, "ear_width": 0.7}
 SPITZ = {**ERECT, "tail_carriage_deg": 60.0, "tail_curl_deg": 320.0, "fluff": 0.6}
 
+PUPPY = {
+    "shoulder_height": 0.26,
+    "body_length_ratio": 0.85,
+    "chest_depth_ratio": 0.6,
+    "girth_ratio": 0.9,
+    "leg_thickness": 0.19,
+    "paw_size": 1.5,
+    "head_length": 0.15,
+    "skull_width_ratio": 0.62,
+    "muzzle_frac": 0.32,
+    "stop": 0.8,
+    "eye_size": 0.12,
+    "ear_length": 0.5,
+    "tail_length_ratio": 0.45,
+    "fluff": 0.35,
+}
+
 PRESETS: dict[str, BreedPreset] = {
     p.name: p
     for p in [
         BreedPreset("labrador_yellow", {}, _c("solid", YELLOW)),
+        # Puppies: big heads and paws, short muzzles, round bodies (many real dog photos are puppies).
+        BreedPreset("puppy_labrador_yellow", {**PUPPY}, _c("solid", YELLOW, fur_length=0.3)),
+        BreedPreset("puppy_labrador_black", {**PUPPY}, _c("solid", BLACK, belly_light=0.0, fur_length=0.3)),
+        BreedPreset("puppy_golden", {**PUPPY, "fluff": 0.6}, _c("solid", GOLDEN, fur_length=0.6)),
+        BreedPreset(
+            "puppy_beagle",
+            {**PUPPY, "ear_length": 0.65},
+            _c("tricolor", WHITE, secondary=BLACK, tertiary=TAN, white=0.55),
+        ),
+        BreedPreset(
+            "puppy_german_shepherd",
+            {**PUPPY, **ERECT, "ear_length": 0.62, "ear_floppiness": 0.2, "fluff": 0.45},
+            _c("saddle", TAN, secondary=BLACK, fur_length=0.45),
+        ),
+        BreedPreset(
+            "puppy_husky",
+            {**PUPPY, **ERECT, "ear_length": 0.42, "fluff": 0.6},
+            _c("husky", WHITE, secondary=(0.2, 0.2, 0.21), iris=ICE_EYE, fur_length=0.6),
+        ),
         BreedPreset("labrador_black", {}, _c("solid", BLACK, belly_light=0.0)),
         BreedPreset(
             "labrador_chocolate", {}, _c("solid", CHOC, nose=LIVER, iris=AMBER_EYE, belly_light=0.05)
