@@ -30,28 +30,32 @@ def store_access(task: PipelineTask, secret) -> PipelineTask:
     return task
 
 
+# Requests are what the scheduler reserves (small enough for a laptop kind cluster to run several tasks);
+# limits are what a task may use on a big node (the paper preset's VGG-16 runs need them).
+
+
 def light(task: PipelineTask, *, cache: bool = True) -> PipelineTask:
     """Planning and bookkeeping: small, cached when deterministic."""
-    task.set_cpu_request("250m").set_cpu_limit("1").set_memory_request("512M").set_memory_limit("2G")
+    task.set_cpu_request("100m").set_cpu_limit("1").set_memory_request("256M").set_memory_limit("2G")
     return task.set_caching_options(cache)
 
 
 def render(task: PipelineTask) -> PipelineTask:
     """Rendering: CPU rasterising (Mesa llvmpipe) or NVIDIA EGL on GPU nodes; cached, since a render job with a
     fixed scenario, seed and index range always gives the same images."""
-    task.set_cpu_request("2").set_cpu_limit("4").set_memory_request("2G").set_memory_limit("6G")
+    task.set_cpu_request("1").set_cpu_limit("4").set_memory_request("1G").set_memory_limit("6G")
     return task.set_caching_options(True)
 
 
 def package(task: PipelineTask, *, cache: bool = True) -> PipelineTask:
-    task.set_cpu_request("1").set_cpu_limit("2").set_memory_request("1G").set_memory_limit("4G")
+    task.set_cpu_request("500m").set_cpu_limit("2").set_memory_request("512M").set_memory_limit("4G")
     return task.set_caching_options(cache)
 
 
 def train(task: PipelineTask, gpus) -> PipelineTask:
     """Training: `gpus` NVIDIA GPUs (a pipeline parameter; 0 on CPU-only clusters such as kind), shared memory
     for the data-loader workers; cached (same spec and dataset URI -> same model)."""
-    task.set_cpu_request("2").set_cpu_limit("8").set_memory_request("8G").set_memory_limit("32G")
+    task.set_cpu_request("1").set_cpu_limit("8").set_memory_request("2G").set_memory_limit("32G")
     task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
     kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="8Gi")
     kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
@@ -59,5 +63,5 @@ def train(task: PipelineTask, gpus) -> PipelineTask:
 
 
 def evaluate(task: PipelineTask) -> PipelineTask:
-    task.set_cpu_request("1").set_cpu_limit("4").set_memory_request("2G").set_memory_limit("16G")
+    task.set_cpu_request("500m").set_cpu_limit("4").set_memory_request("1G").set_memory_limit("16G")
     return task.set_caching_options(True)
