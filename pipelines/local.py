@@ -19,7 +19,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ class TaskEvents:
 
     on_start: Callable[[str], None] = lambda name: None
     on_finish: Callable[[str, str], None] = lambda name, status: None
-    started: dict[str, float] = field(default_factory=dict)
 
 
 class _LogTap(io.TextIOBase):
