@@ -581,37 +581,97 @@ class QuadrupedModel:
         return geo.loft(rings)
 
     # -- pose ------------------------------------------------------------------------------------------
+    def _fk_tables(self) -> None:
+        """Per-bone parent index and offset, per-part corners: precomputed once for fast posing."""
+        names = list(self.bones)
+        self._bone_index = {n: i for i, n in enumerate(names)}
+        self._fk = [
+            (
+                n,
+                -1 if b.parent is None else self._bone_index[b.parent],
+                b.pivot if b.parent is None else b.pivot - self.bones[b.parent].pivot,
+                (b.rest_yaw, b.rest_pitch, b.rest_roll),
+                (f"{n}.yaw", f"{n}.pitch", f"{n}.roll"),
+            )
+            for n, b in self.bones.items()
+        ]
+        self._corners = np.stack([trimesh.bounds.corners(pg.mesh.bounds) for pg in self.parts])  # P x 8 x 3
+        self._part_bone = np.array([self._bone_index[pg.bone] for pg in self.parts])
+        self._part_names = [pg.name for pg in self.parts]
+        self._masks: dict[tuple[str, ...], np.ndarray] = {}
+
+    def _pose_rt(self, pose: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """World rotations (B x 3 x 3) and translations (B x 3) of every bone."""
+        if not hasattr(self, "_fk"):
+            self._fk_tables()
+        n = len(self._fk)
+        rots = np.empty((n, 3, 3))
+        trans = np.empty((n, 3))
+        get = pose.get
+        for i, (_name, parent, offset, (ry, rz, rx), (k_yaw, k_pitch, k_roll)) in enumerate(self._fk):
+            yaw = ry + get(k_yaw, 0.0)
+            pitch = rz + get(k_pitch, 0.0)
+            roll = rx + get(k_roll, 0.0)
+            if yaw == 0.0 and pitch == 0.0 and roll == 0.0:
+                if parent < 0:
+                    rots[i] = np.eye(3)
+                    trans[i] = offset
+                else:
+                    rots[i] = rots[parent]
+                    trans[i] = trans[parent] + rots[parent] @ offset
+                continue
+            cy, sy = math.cos(yaw), math.sin(yaw)
+            cz, sz = math.cos(pitch), math.sin(pitch)
+            cx, sx = math.cos(roll), math.sin(roll)
+            # Ry @ Rz @ Rx in closed form.
+            r = np.array(
+                [
+                    [cy * cz, -cy * sz * cx + sy * sx, cy * sz * sx + sy * cx],
+                    [sz, cz * cx, -cz * sx],
+                    [-sy * cz, sy * sz * cx + cy * sx, -sy * sz * sx + cy * cx],
+                ]
+            )
+            if parent < 0:
+                rots[i] = r
+                trans[i] = offset
+            else:
+                rots[i] = rots[parent] @ r
+                trans[i] = trans[parent] + rots[parent] @ offset
+        return rots, trans
+
     def bone_transforms(self, pose: dict[str, float]) -> dict[str, np.ndarray]:
         """World (subject-frame) 4x4 transform of every bone for a pose (joint values are added to rest)."""
+        rots, trans = self._pose_rt(pose)
         out: dict[str, np.ndarray] = {}
-        for name, b in self.bones.items():  # parents are created before children
-            p = pose.get
-            r = _rot("y", b.rest_yaw + p(f"{name}.yaw", 0.0))
-            r = r @ _rot("z", b.rest_pitch + p(f"{name}.pitch", 0.0))
-            r = r @ _rot("x", b.rest_roll + p(f"{name}.roll", 0.0))
-            if b.parent is None:
-                out[name] = _trans(b.pivot) @ r
-            else:
-                out[name] = out[b.parent] @ _trans(b.pivot - self.bones[b.parent].pivot) @ r
+        for i, (name, *_rest) in enumerate(self._fk):
+            m = np.eye(4)
+            m[:3, :3] = rots[i]
+            m[:3, 3] = trans[i]
+            out[name] = m
         return out
 
     def keypoint_heights(self, pose: dict[str, float]) -> dict[str, float]:
-        tf = self.bone_transforms(pose)
-        return {
-            k: float((tf[bone] @ np.append(pt, 1.0))[1] - r) for k, (bone, pt, r) in self.keypoints.items()
-        }
+        rots, trans = self._pose_rt(pose)
+        out = {}
+        for k, (bone, pt, r) in self.keypoints.items():
+            i = self._bone_index[bone]
+            out[k] = float(rots[i][1] @ pt + trans[i][1] - r)
+        return out
 
     def lowest_y(self, pose: dict[str, float], names: list[str] | None = None) -> float:
         """Lowest point of the posed parts (all, or the named ones), from each part's bounding box corners."""
-        tf = self.bone_transforms(pose)
-        lo = np.inf
-        for pg in self.parts:
-            if names is not None and pg.name not in names:
-                continue
-            c = trimesh.bounds.corners(pg.mesh.bounds)
-            y = (c @ tf[pg.bone][:3, :3].T + tf[pg.bone][:3, 3])[:, 1].min()
-            lo = min(lo, y)
-        return float(lo)
+        rots, trans = self._pose_rt(pose)
+        if names is None:
+            sel = slice(None)
+        else:
+            key = tuple(names)
+            sel = self._masks.get(key)
+            if sel is None:
+                sel = self._masks[key] = np.isin(self._part_names, names)
+        bones = self._part_bone[sel]
+        # y of every corner: row 1 of each part's bone rotation dotted with the corners, plus its y offset.
+        y = np.einsum("pj,pkj->pk", rots[bones, 1, :], self._corners[sel]) + trans[bones, 1][:, None]
+        return float(y.min()) if y.size else float("inf")
 
 
 def _align_x_to(d: np.ndarray) -> np.ndarray:
@@ -768,7 +828,7 @@ def _solve_pitch(
     g_lo, g_hi = gap(lo), gap(hi)
     if g_lo * g_hi > 0:
         return clip_pose(build(lo if abs(g_lo) < abs(g_hi) else hi))
-    for _ in range(20):
+    for _ in range(14):
         mid = 0.5 * (lo + hi)
         g = gap(mid)
         if (g < 0) == (g_lo < 0):
@@ -782,7 +842,7 @@ def _plant(model: QuadrupedModel, pose: dict[str, Any], joint: str, paw: str, fl
     """Set one joint (within its limits) so the paw's sole comes closest to height `floor`."""
     lo, hi = JOINT_LIMITS[joint]
     best, best_err = pose.get(joint, 0.0), np.inf
-    for v in np.linspace(lo, hi, 25):
+    for v in np.linspace(lo, hi, 15):
         pose[joint] = float(v)
         err = abs(model.keypoint_heights(pose)[paw] - floor)
         if err < best_err:
