@@ -70,6 +70,22 @@ def test_export_parity_metadata_and_dynamic_batch(exported):
         assert clf.logits(parity_inputs(clf.preprocess, n, seed=n)).shape == (n, 3)
 
 
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_both_exporters_pass_parity_with_the_same_contract(ckpt, tmp_path, exporter):
+    result = export_checkpoint(ckpt, tmp_path / "m.onnx", exporter=exporter)
+    assert result.max_abs_diff <= 1e-4
+    clf = OnnxClassifier.load(result.path)
+    assert clf.classes == result.classes
+    batch = parity_inputs(clf.preprocess, 5)
+    assert clf.logits(batch).shape == (5, len(result.classes))
+
+
+def test_unknown_exporter_is_a_config_error(ckpt, tmp_path):
+    with pytest.raises(ConfigError, match="unknown ONNX exporter"):
+        export_checkpoint(ckpt, tmp_path / "m.onnx", exporter="tflite")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_onnx_round_trip_on_images_matches_pytorch(ckpt, exported):
     """PIL images through OnnxClassifier (the evaluate/serve path) vs the PyTorch checkpoint."""
     result, _ = exported

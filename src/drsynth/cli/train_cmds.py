@@ -127,6 +127,9 @@ def export_cmd(
     triton_name: str = typer.Option("drsynth", "--triton-name", help="model name inside --triton-repo"),
     max_batch_size: int = typer.Option(32, "--max-batch-size", min=1, help="Triton max_batch_size"),
     opset: int = typer.Option(18, "--opset", min=13, help="ONNX opset"),
+    exporter: str = typer.Option(
+        "auto", "--exporter", help="auto (TorchScript, falling back to torch.export) | torchscript | dynamo"
+    ),
     tolerance: float = typer.Option(1e-4, "--tolerance", help="max abs logit difference allowed vs PyTorch"),
 ) -> None:
     """Export a checkpoint to ONNX (dynamic batch, class names and preprocessing in metadata), parity-checked."""
@@ -136,6 +139,7 @@ def export_cmd(
         checkpoint,
         out,
         opset=opset,
+        exporter=exporter,
         tolerance=tolerance,
         triton_repo=triton_repo,
         triton_name=triton_name,
