@@ -529,8 +529,10 @@ class SceneRenderer:
         prim.n_indices = int(data.indices.size)
         self._meshes[key] = prim
         if len(self._meshes) > MAX_GPU_MESHES:
-            _, old = self._meshes.popitem(last=False)
-            old.delete()
+            # Built-in meshes ("__ground__", "__shape__/...") are held and drawn every frame without
+            # refreshing their LRU place: never evict them (a deleted ground crashed large subject pools).
+            old_key = next(k for k in self._meshes if not k.startswith("__"))
+            self._meshes.pop(old_key).delete()
         return prim
 
     def _part_primitive(self, part):
