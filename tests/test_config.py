@@ -62,6 +62,15 @@ def _write(tmp_path, data) -> Path:
         ({"image_size": 8}, "image_size"),
         ({"style": "watercolour"}, "style"),
         ({"render": {"msaa_samples": 3}}, "render.msaa_samples"),
+        ({"class_overrides": {"horse": {"camera": {}}}}, "class_overrides.horse: unknown class 'horse'"),
+        ({"class_overrides": {"cat": {"cameras": {}}}}, "unknown randomizer 'cameras' at class_overrides.cat.cameras"),
+        ({"class_overrides": {"cat": {"subject": {}}}}, "unknown randomizer 'subject'"),
+        ({"class_overrides": {"cat": {"camera": {"fov": 3}}}}, "unknown key 'fov' at class_overrides.cat.camera.fov"),
+        ({"class_overrides": {"cat": {"camera": {"distance": [3, 1]}}}}, "class_overrides.cat.camera.distance: range"),
+        ({"class_overrides": {"cat": {"occluders": {"shapes": ["teapot"]}}}}, "class_overrides.cat.occluders.shapes"),
+        ({"class_overrides": {"cat": {"occluders": {"enabled": False}}}}, "occluders.enabled cannot be set per class"),
+        ({"class_overrides": {"cat": {"materials": {"families": ["wood"]}}}}, "families cannot be set per class"),
+        ({"class_overrides": {"cat": "wide"}}, "class_overrides.cat"),
     ],
 )
 def test_bad_scenarios_are_clear_config_errors(tmp_path, patch, expected):
@@ -107,3 +116,27 @@ def test_scenario_round_trips_through_json():
     sc = load_scenario(PRESETS / "cats_dogs.yaml", disable=["pose"])
     again = parse_scenario(sc.to_json())
     assert again == sc
+
+
+def test_class_overrides_apply_to_their_class_only():
+    sc = parse_scenario(
+        {**BASE, "randomizers": {"camera": {"yfov_deg": [30, 40]}},
+         "class_overrides": {"dog": {"camera": {"azimuth_deg": [45, 135]}, "occluders": {"count": 0}}}}
+    )
+    dog, cat = sc.randomizers_for("dog"), sc.randomizers_for("cat")
+    assert cat == sc.randomizers
+    assert dog.camera.azimuth_deg == (45.0, 135.0) and dog.occluders.count == (0, 0)
+    assert dog.camera.yfov_deg == (30.0, 40.0)  # the rest stays scenario-wide
+    assert dog.camera.distance == sc.randomizers.camera.distance and dog.lighting == sc.randomizers.lighting
+    # --disable stays scenario-wide; --classes drops the other classes' overrides; JSON round trip
+    off = sc.with_overrides(disable=["occluders"])
+    assert not off.randomizers_for("dog").occluders.enabled and off.randomizers_for("dog").occluders.count == (0, 0)
+    assert sc.with_overrides(classes=["cat"]).class_overrides == {}
+    assert parse_scenario(sc.to_json()) == sc
+
+
+def test_committed_vehicle_overrides_leave_animals_alone():
+    sc = load_scenario(PRESETS / "cats_dogs_bikes_cars.yaml")
+    assert set(sc.class_overrides) <= {"bicycle", "car"}
+    for c in ("cat", "dog"):
+        assert sc.randomizers_for(c) == sc.randomizers

@@ -75,6 +75,26 @@ def test_switching_one_randomizer_changes_only_what_it_owns(name):
     assert changed, f"disabling {name} changed nothing it owns"
 
 
+def test_class_overrides_change_only_their_class_and_randomizer():
+    plain = toy_scenario()
+    side = toy_scenario(
+        class_overrides={"dog": {"camera": {"azimuth_deg": [80, 100], "azimuth_mirror_probability": 0.5}}}
+    )
+    ctx = toy_context(plain, same_size=True)
+    azimuths = []
+    for i in range(16):
+        a, b = _signature(_spec(plain, ctx, i)), _signature(_spec(side, ctx, i))
+        assert _signature(_spec(side, ctx, i)) == b  # deterministic
+        if i % 2 == 0:  # cats: untouched
+            assert a == b
+            continue
+        assert {k: v for k, v in a.items() if k != "camera"} == {k: v for k, v in b.items() if k != "camera"}
+        az = b["camera"][2]
+        assert 80 <= az <= 100 or 260 <= az <= 280
+        azimuths.append(az)
+    assert any(az < 180 for az in azimuths) and any(az > 180 for az in azimuths)  # both sides
+
+
 def test_disabled_randomizers_give_fixed_defaults():
     sc = toy_scenario().with_overrides(disable=list(RANDOMIZER_NAMES))
     ctx = toy_context(sc)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drsynth.errors import ConfigError
 from drsynth.randomizers.camera import CameraConfig
@@ -40,6 +40,34 @@ class Randomizers(BaseModel):
     subject_texture: SubjectTextureConfig = SubjectTextureConfig()
 
 
+#: Parameters `class_overrides` may not change, and why.
+NOT_OVERRIDABLE = {
+    "enabled": "switching a randomizer on or off is scenario-wide (the ablations); use randomizers.<name>.enabled",
+    "image_dir": "asset folders are loaded once per worker for every class; set it in randomizers.<name>",
+    "families": "the material list is loaded once per worker for every class; set it in randomizers.materials",
+}
+
+
+class ClassOverrides(BaseModel):
+    """Per-class parameters of the randomizers ("structured" domain randomization): each mapping is merged
+    over the scenario-wide `randomizers.<name>` for the images of that class, e.g. `camera: {azimuth_deg:
+    [45, 135]}` for vehicles photographed from the side. Validated like `randomizers` (see `Scenario`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pose: dict[str, Any] | None = None
+    camera: dict[str, Any] | None = None
+    lighting: dict[str, Any] | None = None
+    sky: dict[str, Any] | None = None
+    occluders: dict[str, Any] | None = None
+    materials: dict[str, Any] | None = None
+    subject_texture: dict[str, Any] | None = None
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """randomizer name -> the parameters this class changes (only randomizers it names)."""
+        return {name: dict(v) for name in type(self).model_fields if (v := getattr(self, name)) is not None}
+
+
 class RenderOptions(BaseModel):
     """shadow_map_size: resolution of the key light's shadow map (fitted to the subject and occluders);
     msaa_samples: multisampling per pixel (4 costs ~50% more time on a CPU rasteriser than 1);
@@ -65,6 +93,7 @@ class Scenario(BaseModel):
     style: Literal["pbr", "toon"] = "pbr"
     classes: dict[str, ClassSubjects]
     randomizers: Randomizers = Randomizers()
+    class_overrides: dict[str, ClassOverrides] = {}
     render: RenderOptions = RenderOptions()
 
     @field_validator("classes")
@@ -73,6 +102,45 @@ class Scenario(BaseModel):
         if not v:
             raise ValueError("classes must list at least one class, e.g. {cat: {procedural: cat}}")
         return v
+
+    @model_validator(mode="after")
+    def _check_class_overrides(self) -> Scenario:
+        for class_name in self.class_overrides:
+            if class_name not in self.classes:
+                raise ValueError(
+                    f"class_overrides.{class_name}: unknown class '{class_name}'; this scenario's classes: "
+                    f"{', '.join(self.classes)}"
+                )
+            self.randomizers_for(class_name)  # raises on an unknown or invalid parameter
+        return self
+
+    def randomizers_for(self, class_name: str) -> Randomizers:
+        """The randomizer configs for images of `class_name`: `randomizers` with the class's overrides merged
+        in (each overridden config validated as a whole). Raises ValueError naming the bad key."""
+        override = self.class_overrides.get(class_name)
+        if override is None:
+            return self.randomizers
+        update = {}
+        for name, changes in override.changes().items():
+            where = f"class_overrides.{class_name}.{name}"
+            base = getattr(self.randomizers, name)
+            valid = [k for k in type(base).model_fields if k not in NOT_OVERRIDABLE]
+            for key in changes:
+                if key in NOT_OVERRIDABLE:
+                    raise ValueError(f"{where}.{key} cannot be set per class: {NOT_OVERRIDABLE[key]}")
+                if key not in valid:
+                    raise ValueError(f"unknown key '{key}' at {where}.{key}; valid: {', '.join(valid)}")
+            try:
+                update[name] = type(base).model_validate({**base.model_dump(), **changes})
+            except ValidationError as e:
+                raise ValueError(
+                    "; ".join(
+                        f"{where}.{'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')} "
+                        f"(got {err.get('input')!r})"
+                        for err in e.errors()
+                    )
+                ) from None
+        return self.randomizers.model_copy(update=update)
 
     @property
     def class_names(self) -> list[str]:
@@ -116,6 +184,7 @@ class Scenario(BaseModel):
             if unknown or not classes:
                 raise ConfigError(f"unknown classes {unknown}; this scenario has {self.class_names}")
             data["classes"] = {c: data["classes"][c] for c in classes}
+            data["class_overrides"] = {c: v for c, v in data["class_overrides"].items() if c in classes}
         return parse_scenario(data, source=f"scenario '{self.name}' with overrides")
 
     def to_json(self) -> dict[str, Any]:
@@ -212,8 +281,12 @@ def _valid_keys(loc: tuple) -> list[str] | None:
             model = ann
             if part == "classes":
                 model = "classes"
+            elif part == "class_overrides":
+                model = "class_overrides"
         elif model == "classes":
             model = ClassSubjects
+        elif model == "class_overrides":
+            model = ClassOverrides
         else:
             return None
     if isinstance(model, type) and issubclass(model, BaseModel):
@@ -226,9 +299,14 @@ def _explain(e: ValidationError) -> str:
     for err in e.errors():
         loc = tuple(err["loc"])
         where = ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
+        if not loc:  # a whole-scenario check: its message names its own keys
+            msgs.append(err["msg"].removeprefix("Value error, "))
+        elif err["type"] == "extra_forbidden":
             valid = _valid_keys(loc)
-            what = "randomizer" if loc[:1] == ("randomizers",) and len(loc) == 2 else "key"
+            randomizer_key = (loc[:1] == ("randomizers",) and len(loc) == 2) or (
+                loc[:1] == ("class_overrides",) and len(loc) == 3
+            )
+            what = "randomizer" if randomizer_key else "key"
             hint = f"; valid: {', '.join(valid)}" if valid else ""
             msgs.append(f"unknown {what} '{loc[-1]}' at {where}{hint}")
         else:

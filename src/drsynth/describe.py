@@ -40,8 +40,22 @@ assert tuple(RANDOMIZER_TYPES) == RANDOMIZER_NAMES
 HiddenFraction = Callable[[SceneSpec, PosedSubject], float]
 
 
-def build_randomizers(scenario: Scenario) -> dict[str, Randomizer]:
-    return {name: cls(getattr(scenario.randomizers, name)) for name, cls in RANDOMIZER_TYPES.items()}
+#: class name -> randomizer name -> randomizer (configured with that class's overrides, if any)
+ClassRandomizers = dict[str, dict[str, Randomizer]]
+
+
+def build_randomizers(scenario: Scenario) -> ClassRandomizers:
+    """The randomizers of every class: the scenario-wide ones, shared, except for classes with
+    `class_overrides`, which get their own (configured from `Scenario.randomizers_for`)."""
+    shared = _randomizers(scenario.randomizers)
+    return {
+        c: _randomizers(scenario.randomizers_for(c)) if c in scenario.class_overrides else shared
+        for c in scenario.class_names
+    }
+
+
+def _randomizers(configs) -> dict[str, Randomizer]:
+    return {name: cls(getattr(configs, name)) for name, cls in RANDOMIZER_TYPES.items()}
 
 
 def build_context(scenario: Scenario) -> SceneContext:
@@ -69,16 +83,16 @@ def describe_scene(
     ctx: SceneContext,
     index: int,
     *,
-    randomizers: dict[str, Randomizer] | None = None,
+    randomizers: ClassRandomizers | None = None,
     hidden_fraction: HiddenFraction | None = None,
     subject_id: str | None = None,
 ) -> tuple[SceneSpec, PosedSubject]:
     """The scene of image `index`, and its posed subject. Without `hidden_fraction` the first occluder layout
     is kept (no renderer needed, e.g. for inspecting specs). `subject_id` forces the subject (previews by
-    breed); it must be of the image's class."""
-    rz = randomizers or build_randomizers(scenario)
+    breed); it must be of the image's class. `randomizers` (from `build_randomizers`) saves rebuilding them."""
     seed = scenario.seed
     class_name = scenario.class_of(index)
+    rz = (randomizers or build_randomizers(scenario))[class_name]
     spec = SceneSpec(
         index=index,
         seed=seed,
@@ -111,7 +125,7 @@ def describe_scene(
     # Materials are assigned to every candidate from fresh generators (the same draws each time), so the
     # checked spec is the final one and the renderer can keep the image it measured.
     occ = rz["occluders"]
-    cfg = scenario.randomizers.occluders
+    cfg = occ.config
     tries = 0
     least = 1.0
     while True:
@@ -136,6 +150,7 @@ def describe_scene(
 
 
 __all__ = [
+    "ClassRandomizers",
     "HiddenFraction",
     "RANDOMIZER_TYPES",
     "PosedSubject",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pydantic import Field
 
 from drsynth.randomizers.base import Randomizer, RandomizerConfig, Range, SceneContext, uniform
 from drsynth.samplers import direction_from_angles, sample_hemisphere_elevation_deg
@@ -17,7 +18,10 @@ class CameraConfig(RandomizerConfig):
     """distance: multiples of the framing distance, at which the subject's bounding sphere just fills the
     vertical field of view (so one config frames cats and cars alike).
     aim_offset: how far the aim point moves off the subject centre, in subject radii (in the image plane).
-    elevation_deg: sampled uniformly over the hemisphere's surface within this band."""
+    elevation_deg: sampled uniformly over the hemisphere's surface within this band.
+    azimuth_mirror_probability: the chance that the sampled azimuth is mirrored to the subject's other side
+    (azimuth -> -azimuth; subjects face +X, so 90 and 270 are the side views): with a side band such as
+    [45, 135] both sides are seen."""
 
     distance: Range(0.3, 50.0) = (0.8, 2.0)
     elevation_deg: Range(-10.0, 90.0) = (2.0, 75.0)
@@ -25,6 +29,7 @@ class CameraConfig(RandomizerConfig):
     yfov_deg: Range(5.0, 120.0) = (25.0, 60.0)
     aim_offset: Range(0.0, 2.0) = (0.0, 0.3)
     roll_deg: Range(-180.0, 180.0) = (-8.0, 8.0)
+    azimuth_mirror_probability: float = Field(0.0, ge=0.0, le=1.0)
 
 
 FIXED = dict(distance=1.5, elevation_deg=15.0, azimuth_deg=35.0, yfov_deg=40.0)
@@ -43,6 +48,9 @@ class CameraRandomizer(Randomizer):
         offset = uniform(c.aim_offset).sample(rng)
         offset_angle = float(rng.uniform(0.0, 2 * math.pi))
         roll = uniform(c.roll_deg).sample(rng)
+        # Drawn last and only when used, so scenarios without mirroring keep their exact views.
+        if c.azimuth_mirror_probability > 0 and rng.random() < c.azimuth_mirror_probability:
+            azimuth = (360.0 - azimuth) % 360.0
         return spec.replace(camera=place_camera(spec, yfov, factor, elevation, azimuth, offset, offset_angle, roll))
 
     def default(self, spec: SceneSpec, *, ctx: SceneContext) -> SceneSpec:
