@@ -144,11 +144,13 @@ def test_trainjob_runs_drsynth_train_on_gpus():
     assert trainer["numNodes"] >= 1
     gpus = int(trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"])
     assert gpus >= 1 and trainer["resourcesPerNode"]["requests"]["nvidia.com/gpu"] == str(gpus)
+    assert trainer["numProcPerNode"] == gpus  # torchrun starts one training process per GPU
     command = trainer["command"]
     assert command[:3] == ["torchrun", "--module", "drsynth"]  # the same code as the pipeline's train step
     train_cmd = typer.main.get_command(app).commands["train"]
     params = train_cmd.make_context("train", list(command[4:])).params  # parses with the real CLI
     assert command[3] == "train" and params["data"].startswith("s3://") and str(params["out"]).startswith("/checkpoints")
+    assert params["upload"].startswith("s3://")  # rank 0 keeps the checkpoint in the object store
     env = {e["name"]: e for e in trainer["env"]}
     for key in ("MINIO_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "drsynth-store", "key": key}

@@ -188,6 +188,10 @@ def _worker_slot() -> tuple[int, int]:
     rank, world = 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    elif "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        # a DataLoader worker started by spawn/forkserver does not inherit the process group, only the
+        # environment torchrun set (WebDataset's pytorch_worker_info reads it the same way)
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     return rank * workers + worker, world * workers
 
 

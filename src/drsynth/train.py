@@ -12,6 +12,11 @@ On CUDA: autocast in bf16 (fp16 with a GradScaler where bf16 is missing), channe
 step follows pytorch/vision#4874 (forward under autocast, unscale before clipping, one optimizer step).
 With a frozen backbone the feature cache (`drsynth.features`) makes later epochs train only the head.
 
+Several processes (torchrun, Kubeflow Trainer; `drsynth.distributed`): one device each, DistributedDataParallel
+around the part that learns (the head of a frozen backbone, else the whole model), each rank reading its own
+share of the data, metrics summed over the ranks; rank 0 writes the checkpoint, history, curve and logs.
+`batch_size` is per process.
+
 Randomness: torch is seeded from `seed`; each augmented image is a function of (seed, sample key, view), so
 results do not depend on the number of DataLoader workers.
 """
@@ -24,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,12 +37,16 @@ from torch import nn
 
 from drsynth import __version__, metrics
 from drsynth.augment import AugmentConfig, ImageTransform, eval_transform, seeded_view, train_transform
-from drsynth.checkpoint import CheckpointInfo, HeadInfo, save_checkpoint
+from drsynth.checkpoint import INFO_FILE, CheckpointInfo, HeadInfo, save_checkpoint
+from drsynth.distributed import Distributed, launch
 from drsynth.errors import ConfigError, DatasetError
 from drsynth.features import FeatureStore
 from drsynth.fsutil import atomic_dir, atomic_write_bytes, atomic_write_json
 from drsynth.models import BACKBONES, NO_WEIGHTS, Classifier, build_model, default_weights
 from drsynth.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from drsynth.storage import Store
 
 HISTORY_FILE = "history.json"
 CURVE_FILE = "curve.png"
@@ -94,7 +103,10 @@ class TrainConfig(BaseModel):
     )
     channels_last: bool | None = Field(None, description="default: on CUDA")
     dataset_cache: str | None = Field(None, description="local shard cache folder (default $DRSYNTH_CACHE)")
-    overwrite: bool = Field(False, description="replace `out` if it exists")
+    overwrite: bool = Field(False, description="replace `out` (and a checkpoint at `upload`) if it exists")
+    upload: str | None = Field(
+        None, description="also copy the finished checkpoint folder to this store URI (s3://bucket/prefix)"
+    )
     progress: bool = True
 
     @field_validator("backbone")
@@ -214,8 +226,11 @@ def load_data(cfg: TrainConfig) -> tuple[Any, EvalSet, list[EvalSet]]:
     return train, val, evals
 
 
-def make_loader(stream: TensorStream, cfg: TrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
-    workers = cfg.workers if cfg.workers is not None else min(8, max(0, (os.cpu_count() or 1) - 1))
+def make_loader(
+    stream: TensorStream, cfg: TrainConfig, device: torch.device, *, processes_per_node: int = 1
+) -> torch.utils.data.DataLoader:
+    cores = (os.cpu_count() or 1) // processes_per_node  # the training processes of a node share its cores
+    workers = cfg.workers if cfg.workers is not None else min(8, max(0, cores - 1))
     return torch.utils.data.DataLoader(
         stream, batch_size=cfg.batch_size, num_workers=workers, pin_memory=device.type == "cuda"
     )
@@ -274,6 +289,13 @@ class RunningStats:
     def accuracy(self) -> float:
         return int(self.correct) / max(self.n, 1)
 
+    def summed(self, dist: Distributed) -> RunningStats:
+        """These statistics summed over all training processes."""
+        loss_sum, correct, n = dist.sum(float(self.loss_sum), int(self.correct), self.n)
+        total = RunningStats()
+        total.loss_sum, total.correct, total.n = float(loss_sum), int(correct), int(n)
+        return total
+
 
 def train_one_epoch(
     model: Classifier,
@@ -289,55 +311,62 @@ def train_one_epoch(
     record: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     channels_last: bool = False,
     on_batch: Callable[[RunningStats, float], None] | None = None,
+    trainable: nn.Module | None = None,
+    dist: Distributed | None = None,
 ) -> dict[str, float]:
     """One pass over `batches` (images, or backbone features when `features_in`); returns loss, accuracy, speed.
 
     A frozen backbone runs without gradients and its features go to `record` (the feature cache) if given.
+    `trainable` is the part that learns (default: `model.head` when the backbone is frozen, else `model`), in
+    DistributedDataParallel when several processes train (`dist`); the results then cover all of them.
     """
+    dist = dist or Distributed()
+    net = trainable if trainable is not None else (model.head if model.frozen or features_in else model)
     model.train()
+    net.train()
     stats = RunningStats()
     params = [p for p in model.parameters() if p.requires_grad]
     metric = metrics.train()
     start = shown = time.perf_counter()
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last and not features_in:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with precision.autocast():
-            if features_in:
-                logits = model.head(x)
-            elif model.frozen:
-                with torch.no_grad():
-                    feats = model.backbone(x)
-                if record is not None:
-                    record(feats, y)
-                logits = model.head(feats)
+    with dist.uneven_inputs(net):
+        for x, y in batches:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if channels_last and not features_in:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                if model.frozen and not features_in:
+                    with torch.no_grad():
+                        x = model.backbone(x)
+                    if record is not None:
+                        record(x, y)
+                logits = net(x)
+                loss = criterion(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if clip_grad_norm is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                    nn.utils.clip_grad_norm_(params, clip_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
             else:
-                logits = model(x)
-            loss = criterion(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if clip_grad_norm is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                nn.utils.clip_grad_norm_(params, clip_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(params, clip_grad_norm)
-            optimizer.step()
-        stats.update(loss.detach(), logits.detach(), y)
-        metric.images.inc(len(y))
-        now = time.perf_counter()
-        if on_batch is not None and now - shown >= 0.5:  # reading the stats waits for the device
-            on_batch(stats, now - start)
-            shown = now
+                loss.backward()
+                if clip_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(params, clip_grad_norm)
+                optimizer.step()
+            stats.update(loss.detach(), logits.detach(), y)
+            metric.images.inc(len(y))
+            now = time.perf_counter()
+            if on_batch is not None and now - shown >= 0.5:  # reading the stats waits for the device
+                on_batch(stats, now - start)
+                shown = now
     loss_value, accuracy = stats.loss, stats.accuracy  # synchronises: the clock below includes all work
     seconds = time.perf_counter() - start
     if on_batch is not None:
         on_batch(stats, seconds)
+    if dist.enabled:  # the whole epoch: sums over the ranks, the slowest rank's time
+        stats, seconds = stats.summed(dist), dist.max(seconds)
+        loss_value, accuracy = stats.loss, stats.accuracy
     return {
         "loss": loss_value,
         "accuracy": accuracy,
@@ -358,8 +387,9 @@ def evaluate(
     features_in: bool = False,
     record: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
     channels_last: bool = False,
+    dist: Distributed | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, loss and per-class accuracy (recall) over `batches`."""
+    """Accuracy, loss and per-class accuracy (recall) over `batches` (with `dist`: over every rank's batches)."""
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     loss_sum, correct = 0.0, 0
@@ -384,6 +414,12 @@ def evaluate(
         correct += int(hit.sum())
         per_class_total += torch.bincount(y_cpu, minlength=len(classes))
         per_class_correct += torch.bincount(y_cpu[hit], minlength=len(classes))
+    if dist is not None and dist.enabled:
+        loss_t, correct_t, total_t, correct_per_class = dist.sum(
+            loss_sum, correct, per_class_total, per_class_correct
+        )
+        loss_sum, correct = float(loss_t), int(correct_t)
+        per_class_total, per_class_correct = total_t.long(), correct_per_class.long()
     n = int(per_class_total.sum())
     return {
         "accuracy": correct / n if n else 0.0,
@@ -411,25 +447,30 @@ class TrainResult:
 
 
 def main(cfg: TrainConfig) -> TrainResult:
-    """Train per `cfg`; writes the checkpoint folder `cfg.out` (atomically, when training finishes)."""
+    """Train per `cfg`; writes the checkpoint folder `cfg.out` (atomically, when training finishes).
+
+    Under torchrun every process calls this; they train together and rank 0 writes the outputs.
+    """
     threads_before = torch.get_num_threads()
     if cfg.threads:
         # torch sizes its pool by the host's cores, not a container's CPU limit; oversubscribed
         # threads spin and can make small models several times slower
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(cfg)
+        with launch(choose_device(cfg.device)) as dist:
+            return _train(cfg, dist)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(cfg: TrainConfig) -> TrainResult:
+def _train(cfg: TrainConfig, dist: Distributed) -> TrainResult:
     out = Path(cfg.out)
     if out.exists() and not cfg.overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise ConfigError(
             f"output folder {out} already exists; pass --overwrite to replace it, or another --out"
         )
-    device = choose_device(cfg.device)
+    upload = _upload_target(cfg) if cfg.upload and dist.is_main else None
+    device = dist.device
     precision = choose_precision(cfg.amp, device)
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     torch.manual_seed(cfg.seed)
@@ -449,6 +490,10 @@ def _train(cfg: TrainConfig) -> TrainResult:
     ).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # the part that learns; with several processes in DistributedDataParallel, which averages its gradients
+    trainable = dist.wrap(model.head if model.frozen else model)
+    if dist.enabled:
+        torch.manual_seed(cfg.seed + dist.rank)  # own dropout masks per rank (the weights are rank 0's)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
@@ -460,15 +505,16 @@ def _train(cfg: TrainConfig) -> TrainResult:
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"epoch": 0, "val_accuracy": -1.0, "score": (-1.0, -float("inf"))}
     m = metrics.train()  # the step's handle under `metrics.step("train")` (the CLI), else an unexported one
-    with atomic_dir(out, overwrite=True) as tmp, _progress(cfg.progress) as bar:
+    with _output_dir(out, dist) as tmp, _progress(cfg.progress and dist.is_main) as bar:
         m.epochs_planned.set(cfg.epochs)
         m.learning_rate.set(cfg.lr)
         for epoch in range(cfg.epochs):
             # --- train: from cached features when this epoch's view is cached, else from images
             view = epoch % cfg.cache_views if store is not None else epoch
             cache_name = f"train/view-{view}"
+            share = -(-len(train_ds) // dist.world_size)  # what one rank reads, about
             task = bar.add_task(
-                f"epoch {epoch + 1}/{cfg.epochs} train", total=len(train_ds), loss=0.0, acc=0.0, ips=0.0
+                f"epoch {epoch + 1}/{cfg.epochs} train", total=share, loss=0.0, acc=0.0, ips=0.0
             )
 
             def on_batch(stats: RunningStats, seconds: float, task: Any = task) -> None:
@@ -483,13 +529,15 @@ def _train(cfg: TrainConfig) -> TrainResult:
             else:
                 train_ds.set_epoch(epoch)
                 stream = TensorStream(train_ds, ToTensor(augment, seed=cfg.seed, view=view))
-                batches, features_in = make_loader(stream, cfg, device), False
+                loader = make_loader(stream, cfg, device, processes_per_node=dist.local_world_size)
+                batches, features_in = loader, False
                 recorder = store.recorder(cache_name) if store is not None else None
             train_stats = train_one_epoch(
                 model, criterion, optimizer, batches, device=device, precision=precision, scaler=scaler,
                 clip_grad_norm=cfg.clip_grad_norm, features_in=features_in, record=recorder,
-                channels_last=channels_last, on_batch=on_batch,
+                channels_last=channels_last, on_batch=on_batch, trainable=trainable, dist=dist,
             )  # fmt: skip
+            dist.sync_buffers(model)  # every rank evaluates (and rank 0 saves) rank 0's batch-norm statistics
             if recorder is not None:
                 recorder.finish()
             train_stats["cached"] = features_in
@@ -500,7 +548,7 @@ def _train(cfg: TrainConfig) -> TrainResult:
             results = {}
             for es in [val_set, *eval_sets]:
                 results[es.name] = _evaluate_set(
-                    model, es, cfg, store, classes, plain, device, precision, channels_last
+                    model, es, cfg, store, classes, plain, device, precision, channels_last, dist
                 )
                 m.observe_epoch(
                     epoch + 1, es.name, loss=results[es.name]["loss"], accuracy=results[es.name]["accuracy"]
@@ -513,16 +561,51 @@ def _train(cfg: TrainConfig) -> TrainResult:
                 "eval": results,
             }
             history.append(row)
-            bar.console.print(_epoch_line(row, cfg.epochs), highlight=False)
+            cache_bytes = int(dist.sum(store.nbytes if store is not None else 0)[0])  # every rank's cache
+            if dist.is_main:
+                bar.console.print(_epoch_line(row, cfg.epochs), highlight=False)
 
             # --- keep the best checkpoint by validation accuracy; on a tie (a small or easy validation set
             # saturates) the lower validation loss wins
             score = (row["val"]["accuracy"], -row["val"]["loss"])
             if score > best["score"]:
                 best = {"epoch": epoch + 1, "val_accuracy": row["val"]["accuracy"], "score": score}
-                save_checkpoint(tmp, model, _checkpoint_info(cfg, classes, pp, row))
-            _write_history(tmp, cfg, classes, history, best, store, [val_set, *eval_sets])
+                if tmp is not None:
+                    save_checkpoint(tmp, model, _checkpoint_info(cfg, classes, pp, row))
+            if tmp is not None:
+                _write_history(tmp, cfg, classes, history, best, cache_bytes, [val_set, *eval_sets], dist)
+    if upload is not None:
+        _upload(out, upload)
     return TrainResult(out, classes, best["epoch"], best["val_accuracy"], history)
+
+
+def _output_dir(out: Path, dist: Distributed):
+    """Rank 0 writes into a temporary sibling of `out`, renamed when training ends; other ranks write nothing."""
+    return atomic_dir(out, overwrite=True) if dist.is_main else nullcontext(None)
+
+
+def _upload_target(cfg: TrainConfig) -> Store:
+    """The store at `cfg.upload`, checked before training (reachable, writable, no checkpoint unless overwrite)."""
+    from drsynth.storage import open_store
+
+    store = open_store(str(cfg.upload))
+    store.prepare_for_write()
+    if store.stat(INFO_FILE) is not None and not cfg.overwrite:
+        raise ConfigError(
+            f"{store.child_uri(INFO_FILE)} already exists (a checkpoint was uploaded there); pass --overwrite "
+            "to replace it, or another --upload URI"
+        )
+    return store
+
+
+def _upload(folder: Path, store: Store) -> None:
+    """The checkpoint's files, model.json last: as on disk, its presence marks a complete checkpoint."""
+    from drsynth.storage import sha256_file
+
+    store.delete(INFO_FILE)  # a replaced checkpoint is incomplete until the new model.json lands
+    files = sorted((f for f in folder.iterdir() if f.is_file()), key=lambda f: (f.name == INFO_FILE, f.name))
+    for f in files:
+        store.put_file(f.name, f, sha256=sha256_file(f))
 
 
 def _evaluate_set(
@@ -535,8 +618,9 @@ def _evaluate_set(
     device: torch.device,
     precision: Precision,
     channels_last: bool,
+    dist: Distributed,
 ) -> dict[str, Any]:
-    """Evaluate one set; with a feature store its (deterministic) features are computed only once."""
+    """Evaluate one set (each rank its share); with a feature store its features are computed only once."""
     name = f"eval/{es.name}"
     if store is not None and name in store:
         return evaluate(
@@ -546,9 +630,11 @@ def _evaluate_set(
             precision=precision,
             classes=classes,
             features_in=True,
+            dist=dist,
         )
     recorder = store.recorder(name) if store is not None else None
-    loader = make_loader(TensorStream(es.samples, ToTensor(plain, label_of=es.label_of)), cfg, device)
+    stream = TensorStream(es.samples, ToTensor(plain, label_of=es.label_of))
+    loader = make_loader(stream, cfg, device, processes_per_node=dist.local_world_size)
     res = evaluate(
         model,
         loader,
@@ -557,6 +643,7 @@ def _evaluate_set(
         classes=classes,
         record=recorder,
         channels_last=channels_last,
+        dist=dist,
     )
     if recorder is not None:
         recorder.finish()
@@ -592,8 +679,9 @@ def _write_history(
     classes: list[str],
     history: list[dict[str, Any]],
     best: dict[str, Any],
-    store: FeatureStore | None,
+    feature_cache_bytes: int,
     sets: list[EvalSet],
+    dist: Distributed,
 ) -> None:
     atomic_write_json(
         out / HISTORY_FILE,
@@ -603,7 +691,8 @@ def _write_history(
             "frozen": cfg.frozen,
             "best_epoch": best["epoch"],
             "best_val_accuracy": best["val_accuracy"],
-            "feature_cache_bytes": store.nbytes if store is not None else 0,
+            "feature_cache_bytes": feature_cache_bytes,
+            "processes": dist.world_size,
             "skipped_classes": {es.name: es.skipped_classes for es in sets if es.skipped_classes},
             "epochs": history,
             "drsynth_version": __version__,

@@ -68,11 +68,23 @@ def train_cmd(
     config: Path | None = typer.Option(
         None, "--config", help="YAML/JSON TrainConfig (all settings, incl. `augment`); flags override it"
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace --out if it exists"),
+    upload: str | None = typer.Option(
+        None, "--upload", help="also copy the finished checkpoint to this store URI (s3://bucket/prefix)"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace --out (and a checkpoint at --upload) if it exists"
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show the progress bar"),
 ) -> None:
-    """Train a classifier (backbone + the paper's 128-unit head) and write a checkpoint folder."""
+    """Train a classifier (backbone + the paper's 128-unit head) and write a checkpoint folder.
+
+    Under torchrun (`torchrun --nproc-per-node N -m drsynth train ...`) the N processes train together
+    (DistributedDataParallel, --batch-size per process) and rank 0 writes the checkpoint.
+    """
+    from contextlib import nullcontext
+
     from drsynth import metrics
+    from drsynth.distributed import is_main_process
     from drsynth.evaluate import parse_domains
     from drsynth.train import main
 
@@ -97,6 +109,7 @@ def train_cmd(
         "threads": threads,
         "device": device,
         "amp": amp,
+        "upload": upload,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     if eval_domains:
@@ -106,16 +119,20 @@ def train_cmd(
     settings["overwrite"] = overwrite or settings.get("overwrite", False)
     settings["progress"] = progress
     cfg = _validate(settings)
+    main_process = is_main_process()  # under torchrun: rank 0 prints and exports the step's metrics
     state = "frozen" if cfg.frozen else ("trained from scratch" if cfg.weights == "none" else "fine-tuned")
-    console.print(
-        f"training {cfg.backbone} ({state}, weights {cfg.weights}) for {cfg.epochs} epochs on {cfg.data}"
-    )
-    with metrics.step("train"):
+    if main_process:
+        console.print(
+            f"training {cfg.backbone} ({state}, weights {cfg.weights}) for {cfg.epochs} epochs on {cfg.data}"
+        )
+    with metrics.step("train") if main_process else nullcontext():
         result = main(cfg)
-    console.print(
-        f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.1%}; classes {result.classes}\n"
-        f"wrote {result.out}/ (model.safetensors, model.json, history.json, curve.png)"
-    )
+    if main_process:
+        console.print(
+            f"best epoch {result.best_epoch}: val accuracy {result.best_val_accuracy:.1%}; classes {result.classes}\n"
+            f"wrote {result.out}/ (model.safetensors, model.json, history.json, curve.png)"
+            + (f"\nuploaded it to {cfg.upload}" if cfg.upload else "")
+        )
 
 
 def export_cmd(
