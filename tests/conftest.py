@@ -31,3 +31,16 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def shared():
     return shared_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subject_cache(tmp_path_factory):
+    """Baked animals go to a fresh per-session folder (set in os.environ, so render worker processes and CLI
+    subprocesses use it too): tests never write to ~/.cache, nor depend on what is already there."""
+    old = os.environ.get("DRSYNTH_SUBJECT_CACHE")
+    os.environ["DRSYNTH_SUBJECT_CACHE"] = str(tmp_path_factory.mktemp("subject-cache"))
+    yield
+    if old is None:
+        os.environ.pop("DRSYNTH_SUBJECT_CACHE", None)
+    else:
+        os.environ["DRSYNTH_SUBJECT_CACHE"] = old

@@ -117,6 +117,21 @@ class SampleRenderer:
             raise RenderError(f"rendering image {index} (seed {self.scenario.seed}) failed: {e!r}") from e
         return Sample(index, spec, result.image, make_record(self.scenario, spec, result))
 
+    def subjects(self) -> list:
+        """Every subject this worker may draw: a class's pool, or its single subject when the subject
+        randomizer is off for that class."""
+        out = []
+        for c in self.scenario.class_names:
+            out += self.ctx.pools[c] if self.randomizers[c]["subject"].enabled else [self.ctx.singles[c]]
+        return list({id(s): s for s in out}.values())
+
+    def prebake(self, *, offset: float = 0.0) -> int:
+        """Bake (or load from the subject cache) every procedural subject now, starting at `offset` (a
+        fraction of the list) so parallel workers share a cold cache's work (drsynth.subjects.bake_cache)."""
+        from drsynth.subjects.bake_cache import prebake
+
+        return prebake(self.subjects(), offset=offset)
+
     def close(self) -> None:
         self.renderer.close()
 
@@ -244,13 +259,31 @@ _WORKER: SampleRenderer | None = None
 _WORKER_OUT: Path | None = None
 
 
-def _init_worker(scenario_json: dict, samples_dir: str, lp_threads: str) -> None:
+def _init_worker(
+    scenario_json: dict, samples_dir: str, lp_threads: str, started=None, workers: int = 1
+) -> None:
+    """Set up this process's renderer. With `started` (a shared counter), bake every subject first, the
+    n-th worker to start beginning n/workers of the way into the pool."""
     global _WORKER, _WORKER_OUT
     os.environ.setdefault("LP_NUM_THREADS", lp_threads)
     from drsynth.config import parse_scenario
 
     _WORKER = SampleRenderer(parse_scenario(scenario_json, source="render job"))
     _WORKER_OUT = Path(samples_dir)
+    if started is not None:
+        with started.get_lock():
+            n = started.value
+            started.value += 1
+        _WORKER.prebake(offset=n / workers)
+
+
+def _should_prebake(ctx: SceneContext, images: int, workers: int) -> bool:
+    """Pre-bake when the subject cache is on and each worker renders at least as many images as there are
+    subjects (it would then build most of them anyway; with the cache, workers split that work)."""
+    from drsynth.subjects.bake_cache import cache_dir
+
+    n_subjects = sum(len(p) for p in ctx.pools.values())
+    return workers > 1 and cache_dir() is not None and images >= workers * n_subjects
 
 
 def _render_chunk(indices: list[int]) -> tuple[list[tuple[str, float, int]], dict[str, float]]:
@@ -357,11 +390,13 @@ def render_range(
             worker.close()
     else:
         chunks = [todo[k : k + chunk] for k in range(0, len(todo), chunk)]
+        mp = get_context("spawn")  # fresh GL state per worker; never fork a GL context
+        started = mp.Value("i", 0) if _should_prebake(ctx, len(todo), workers) else None
         pool = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=get_context("spawn"),  # fresh GL state per worker; never fork a GL context
+            mp_context=mp,
             initializer=_init_worker,
-            initargs=(scenario.to_json(), str(samples_dir), os.environ["LP_NUM_THREADS"]),
+            initargs=(scenario.to_json(), str(samples_dir), os.environ["LP_NUM_THREADS"], started, workers),
         )
         try:
             pending = {pool.submit(_render_chunk, c) for c in chunks}
