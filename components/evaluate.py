@@ -17,6 +17,7 @@ def evaluate_model(
     heatmaps: Output[Artifact],
     metrics: Output[Metrics],
     confusion: Output[ClassificationMetrics],
+    pushgateway_url: str = "",
 ):
     """Evaluate one model on each of its domains (real, held-out synthetic, toon) with ONNX Runtime; draw
     GradCAM + occlusion heatmaps for the models the plan explains.
@@ -29,11 +30,14 @@ def evaluate_model(
         heatmaps: <domain>.png heatmap grids + index.json (empty for models not explained).
         metrics: Accuracy and AAR per domain, mean accuracy, mean out-of-domain accuracy.
         confusion: The confusion matrix on the model's primary domain (real photos when given).
+        pushgateway_url: Prometheus Pushgateway for the step metrics (empty: the cluster's default, if any).
     """
+    from drsynth import metrics as step_metrics
     from drsynth.fsutil import atomic_write_json
     from drsynth.steps import evaluate_model as run
     from drsynth.steps import primary_domain
 
+    step_metrics.configure(pushgateway=pushgateway_url or None)
     res = run(job, onnx.path, evaluation.path, checkpoint_dir=checkpoint.path, explain_dir=heatmaps.path)
     for name, d in res["domains"].items():
         metrics.log_metric(f"{name}/accuracy", float(d["accuracy"]))

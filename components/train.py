@@ -8,7 +8,7 @@ from drsynth_components.images import TRAIN
 
 @dsl.component(**TRAIN)
 def train_model(job: dict, gpus: int, checkpoint: Output[Model], training_log: Output[Artifact],
-                metrics: Output[Metrics]):
+                metrics: Output[Metrics], pushgateway_url: str = ""):
     """Train one classifier (backbone + the paper's head) on its dataset; keep the best epoch by validation.
 
     Args:
@@ -18,9 +18,13 @@ def train_model(job: dict, gpus: int, checkpoint: Output[Model], training_log: O
         checkpoint: The checkpoint folder (model.safetensors + model.json, history, curve).
         training_log: The checkpoint without its weights (what the report shows).
         metrics: Best validation accuracy, its epoch, the last training accuracy.
+        pushgateway_url: Prometheus Pushgateway for the step metrics (empty: the cluster's default, if any).
     """
+    from drsynth import metrics as step_metrics
     from drsynth.fsutil import atomic_write_json
     from drsynth.steps import train_model as run
+
+    step_metrics.configure(pushgateway=pushgateway_url or None)
 
     res = run(job, checkpoint.path, training_log.path, gpus=gpus)
     checkpoint.metadata.update({"model": res["model"], "classes": res["classes"]})

@@ -72,6 +72,7 @@ def paper_study(
     preset: str = D["preset"],
     name: str = D["name"],
     store_secret: str = settings.STORE_SECRET,
+    pushgateway_url: str = "",
 ) -> Artifact:
     """Every figure of the paper on drsynth's renders (see drsynth.presets.RunConfig for each parameter).
 
@@ -111,6 +112,8 @@ def paper_study(
         preset: The preset these values came from (a label in the report).
         name: The run's name in the report.
         store_secret: The Kubernetes Secret with MINIO_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+        pushgateway_url: Prometheus Pushgateway for the render, package, train and evaluate step metrics,
+            e.g. http://pushgateway.drsynth-monitoring:9091 (empty: the drsynth-pipeline-env ConfigMap's, if any).
 
     Returns:
         The run folder (report.html, report.md, run.json, eval/, models/, explain/, studies/, samples/).
@@ -128,18 +131,19 @@ def paper_study(
     )
     settings.light(plan).set_display_name("plan")
 
-    packaged = [common.build_dataset(plan.output, ds, store_secret) for ds in RENDER_DATASETS]
-    imported = import_datasets(plan=plan.output)
+    packaged = [common.build_dataset(plan.output, ds, store_secret, pushgateway_url) for ds in RENDER_DATASETS]
+    imported = import_datasets(plan=plan.output, pushgateway_url=pushgateway_url)
     settings.store_access(settings.package(imported, cache=False), store_secret).set_display_name("import photos")
 
     models = model_items(plan=plan.output).after(*packaged, imported)
     settings.light(models).set_display_name("plan models")
     with dsl.ParallelFor(models.output, parallelism=settings.MODEL_PARALLELISM) as job:
-        trained = train_model(job=job, gpus=train_gpus)
+        trained = train_model(job=job, gpus=train_gpus, pushgateway_url=pushgateway_url)
         settings.store_access(settings.train(trained, train_gpus), store_secret).set_display_name("train")
         exported = export_model(checkpoint=trained.outputs["checkpoint"])
         settings.evaluate(exported).set_display_name("export ONNX")
-        evaluated = evaluate_model(job=job, onnx=exported.outputs["onnx"], checkpoint=trained.outputs["checkpoint"])
+        evaluated = evaluate_model(job=job, onnx=exported.outputs["onnx"], checkpoint=trained.outputs["checkpoint"],
+                                   pushgateway_url=pushgateway_url)
         settings.store_access(settings.evaluate(evaluated), store_secret).set_display_name("evaluate")
 
     studied = collect_studies(plan=plan.output, evaluations=dsl.Collected(evaluated.outputs["evaluation"]))

@@ -20,9 +20,15 @@ MODEL_PARALLELISM = 4  # models trained at a time (each asks for its GPUs)
 
 
 def store_access(task: PipelineTask, secret) -> PipelineTask:
-    """The object store's endpoint and credentials from the Secret, plus the Pushgateway and run id for the
-    step metrics (drsynth.metrics)."""
+    """The object store's endpoint and credentials from the Secret, plus the step metrics' settings."""
     kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env=STORE_SECRET_KEYS)
+    return metrics_env(task)
+
+
+def metrics_env(task: PipelineTask) -> PipelineTask:
+    """The Pushgateway (from the optional ConfigMap; a task's `pushgateway_url` input overrides it) and the run
+    id (from the pod's label) for the step metrics (drsynth.metrics). The run id is an environment variable,
+    not a task input, on purpose: a per-run input would change every task's cache key."""
     kubernetes.use_config_map_as_env(task, config_map_name=ENV_CONFIG_MAP,
                                      config_map_key_to_env={"PROMETHEUS_PUSHGATEWAY": "PROMETHEUS_PUSHGATEWAY"},
                                      optional=True)
@@ -44,6 +50,7 @@ def render(task: PipelineTask) -> PipelineTask:
     """Rendering: CPU rasterising (Mesa llvmpipe) or NVIDIA EGL on GPU nodes; cached, since a render job with a
     fixed scenario, seed and index range always gives the same images."""
     task.set_cpu_request("1").set_cpu_limit("4").set_memory_request("1G").set_memory_limit("6G")
+    metrics_env(task)
     return task.set_caching_options(True)
 
 

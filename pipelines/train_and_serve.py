@@ -51,6 +51,7 @@ def train_and_serve(
     preset: str = D["preset"],
     name: str = D["name"],
     store_secret: str = settings.STORE_SECRET,
+    pushgateway_url: str = "",
 ):
     """Train and publish one classifier (see drsynth.presets.RunConfig for the shared parameters).
 
@@ -80,6 +81,8 @@ def train_and_serve(
         preset: The preset these values came from (a label).
         name: The run's name.
         store_secret: The Kubernetes Secret with MINIO_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+        pushgateway_url: Prometheus Pushgateway for the render, package, train and evaluate step metrics,
+            e.g. http://pushgateway.drsynth-monitoring:9091 (empty: the drsynth-pipeline-env ConfigMap's, if any).
     """
     plan = plan_run(
         preset=preset, name=name, scenario=scenario, scaling_scenario=D["scaling_scenario"],
@@ -93,16 +96,17 @@ def train_and_serve(
         import_max_side=D["import_max_side"],
     )
     settings.light(plan).set_display_name("plan")
-    packaged = [common.build_dataset(plan.output, ds, store_secret)
+    packaged = [common.build_dataset(plan.output, ds, store_secret, pushgateway_url)
                 for ds in ("synth-control", "test-synthetic", "test-toon")]
     models = model_items(plan=plan.output).after(*packaged)
     settings.light(models).set_display_name("plan model")
     with dsl.ParallelFor(models.output, parallelism=1) as job:
-        trained = train_model(job=job, gpus=train_gpus)
+        trained = train_model(job=job, gpus=train_gpus, pushgateway_url=pushgateway_url)
         settings.store_access(settings.train(trained, train_gpus), store_secret).set_display_name("train")
         exported = export_model(checkpoint=trained.outputs["checkpoint"], triton_name=model_name)
         settings.evaluate(exported).set_display_name("export ONNX + Triton")
-        evaluated = evaluate_model(job=job, onnx=exported.outputs["onnx"], checkpoint=trained.outputs["checkpoint"])
+        evaluated = evaluate_model(job=job, onnx=exported.outputs["onnx"], checkpoint=trained.outputs["checkpoint"],
+                                   pushgateway_url=pushgateway_url)
         settings.store_access(settings.evaluate(evaluated), store_secret).set_display_name("evaluate")
         published = publish_model(onnx=exported.outputs["onnx"], triton=exported.outputs["triton"],
                                   store_uri=store_uri, prefix=publish_prefix).after(evaluated)

@@ -9,8 +9,10 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
-# --- System packages (EGL/Mesa for headless rendering, Pushgateway for the metrics tests) -------------
-DEB_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 prometheus-pushgateway)
+# --- System packages (EGL/Mesa for headless rendering, Pushgateway + Prometheus for the metrics tests) --
+# prometheus: ~22 MB to download with its dependencies (~100 MB installed); the scrape-config test uses it.
+# On a systemd host Debian also starts its service on :9090 (`systemctl disable --now prometheus` if unwanted).
+DEB_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 prometheus-pushgateway prometheus)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

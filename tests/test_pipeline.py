@@ -133,7 +133,7 @@ def test_presets_round_trip_through_pipeline_parameters(name, tmp_path):
     assert back.study.model_dump(exclude={"workers"}) == cfg.study.model_dump(exclude={"workers"})
     inputs = set(get_pipeline("paper_study").component_spec.inputs)
     args = default_arguments("paper_study", name, store_uri="s3://drsynth")
-    assert set(args) <= inputs and inputs - set(args) == {"train_gpus", "store_secret"}
+    assert set(args) <= inputs and inputs - set(args) == {"train_gpus", "store_secret", "pushgateway_url"}
     json.dumps(args)  # plain JSON: what kfp.Client sends
 
 

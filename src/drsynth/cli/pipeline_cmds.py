@@ -127,8 +127,8 @@ def register(app: typer.Typer) -> None:
 
         name = run_name or f"{pipeline.replace('_', '-')}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         extra = _parse_sets(sets)
-        overrides = {k: v for k, v in extra.items() if k not in ("train_gpus", "store_secret", "model_name",
-                                                                   "publish_prefix")}
+        cluster_only = ("train_gpus", "store_secret", "model_name", "publish_prefix", "pushgateway_url")
+        overrides = {k: v for k, v in extra.items() if k not in cluster_only}
         for flag, value, key in (("--real", real, "real_uri"), ("--toon", toon, "toon_uri")):
             if value and not value.startswith("s3://"):
                 raise ConfigError(f"{flag} {value}: a cluster run reads photos from the object store; upload the "
@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
                 overrides[key] = value
         args = default_arguments(pipeline, preset, store_uri=store, name=name, **overrides)
         args["train_gpus"] = gpus
-        args.update({k: v for k, v in extra.items() if k in ("store_secret", "model_name", "publish_prefix")})
+        args.update({k: v for k, v in extra.items() if k in cluster_only and k != "train_gpus"})
         if preset in ("ci", "quick"):
             args.setdefault("render_workers", 1)
         if not store.startswith("s3://"):
