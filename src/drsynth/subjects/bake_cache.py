@@ -67,7 +67,12 @@ def cache_dir() -> Path | None:
     env = os.environ.get(ENV, "").strip()
     if env.lower() in OFF_VALUES:
         return None
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "drsynth" / "subjects"
+    if env:
+        return Path(env).expanduser()
+    try:
+        return Path.home() / ".cache" / "drsynth" / "subjects"
+    except RuntimeError:  # no home folder (some container users): no cache rather than a failure
+        return None
 
 
 _ENV_READ = re.compile(rb"""(?:environ\.get|environ|getenv)\s*[\(\[]\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""")
