@@ -119,7 +119,13 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=300, help="timed images per configuration")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, nargs="*", help="worker counts to measure (default: 1 and all cores)")
-    ap.add_argument("--warm", type=int, default=20, help="warm-up images per worker (not timed)")
+    ap.add_argument(
+        "--warm",
+        type=int,
+        default=300,
+        help="warm-up images per worker (not timed): enough that every subject's meshes and coat textures have"
+        " reached the GPU once, as they have after the first minutes of a long render",
+    )
     ap.add_argument(
         "--pool", choices=["full", "small"], default="full",
         help="full: the scenario's subject pools; small: 4 breeds per class, no blends (faster warm-up)",

@@ -170,3 +170,34 @@ def test_pose_randomizer_default_probability_keeps_default_stances():
     assert all(p["family"] != "default" for p in random)
     half = poses(0.5)
     assert 0 < sum(p == {"family": "default"} for p in half) < 12
+
+
+def test_portrait_framing_aims_at_the_head_and_comes_closer():
+    from drsynth.config import parse_scenario
+    from drsynth.describe import build_context, build_randomizers, describe_scene
+
+    def specs(p_portrait):
+        sc = parse_scenario(
+            {
+                "name": "t",
+                "classes": {"cat": {"procedural": "cat", "breeds": ["siamese"]}},
+                "randomizers": {
+                    "camera": {"portrait_probability": p_portrait, "aim_offset": [0.0, 0.0]},
+                    "occluders": {"enabled": False},
+                },
+            }
+        )
+        ctx, rz = build_context(sc), build_randomizers(sc)
+        return [describe_scene(sc, ctx, i, randomizers=rz)[0] for i in range(6)]
+
+    full, portrait = specs(0.0), specs(1.0)
+    for f, p in zip(full, portrait, strict=True):
+        head = np.asarray(p.subject.head_center_m)
+        assert p.subject.head_radius_m < p.subject.radius_m
+        assert not f.camera.portrait and p.camera.portrait
+        # Same view direction and distance factor, but framed on a smaller sphere nearer the head.
+        assert p.camera.distance_m < f.camera.distance_m
+        assert np.linalg.norm(np.asarray(p.camera.target_m) - head) < np.linalg.norm(
+            np.asarray(f.camera.target_m) - head
+        )
+    assert [s.camera for s in specs(1.0)] == [s.camera for s in portrait]  # deterministic

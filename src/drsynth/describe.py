@@ -116,6 +116,8 @@ def describe_scene(
             bounds_m=(tuple(map(float, posed.bounds[0])), tuple(map(float, posed.bounds[1]))),
             center_m=tuple(map(float, posed.center)),
             radius_m=posed.radius,
+            head_center_m=None if posed.head_center is None else tuple(map(float, posed.head_center)),
+            head_radius_m=posed.head_radius,
         )
     )
     for name in ("camera", "lighting", "sky"):

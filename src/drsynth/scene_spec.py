@@ -43,6 +43,9 @@ class SubjectSpec:
     bounds_m: tuple[Vec3, Vec3] | None = None
     center_m: Vec3 | None = None
     radius_m: float | None = None
+    #: the head's bounding sphere in the world frame (subjects with a head), for portrait framing
+    head_center_m: Vec3 | None = None
+    head_radius_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class CameraSpec:
     distance_m: float
     elevation_deg: float
     azimuth_deg: float
+    #: framed on the head and shoulders (camera.portrait_probability) rather than the whole subject
+    portrait: bool = False
 
 
 @dataclass(frozen=True)

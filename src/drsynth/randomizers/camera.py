@@ -21,7 +21,10 @@ class CameraConfig(RandomizerConfig):
     elevation_deg: sampled uniformly over the hemisphere's surface within this band.
     azimuth_mirror_probability: the chance that the sampled azimuth is mirrored to the subject's other side
     (azimuth -> -azimuth; subjects face +X, so 90 and 270 are the side views): with a side band such as
-    [45, 135] both sides are seen."""
+    [45, 135] both sides are seen.
+    portrait_probability: the chance of a head-and-shoulders view, as people photograph animals: the camera
+    frames a sphere around the subject's head and front (subjects with a head; others keep the full view),
+    with `distance` and `aim_offset` relative to that sphere."""
 
     distance: Range(0.3, 50.0) = (0.8, 2.0)
     elevation_deg: Range(-10.0, 90.0) = (2.0, 75.0)
@@ -30,6 +33,7 @@ class CameraConfig(RandomizerConfig):
     aim_offset: Range(0.0, 2.0) = (0.0, 0.3)
     roll_deg: Range(-180.0, 180.0) = (-8.0, 8.0)
     azimuth_mirror_probability: float = Field(0.0, ge=0.0, le=1.0)
+    portrait_probability: float = Field(0.0, ge=0.0, le=1.0)
 
 
 FIXED = dict(distance=1.5, elevation_deg=15.0, azimuth_deg=35.0, yfov_deg=40.0)
@@ -51,7 +55,10 @@ class CameraRandomizer(Randomizer):
         # Drawn last and only when used, so scenarios without mirroring keep their exact views.
         if c.azimuth_mirror_probability > 0 and rng.random() < c.azimuth_mirror_probability:
             azimuth = (360.0 - azimuth) % 360.0
-        return spec.replace(camera=place_camera(spec, yfov, factor, elevation, azimuth, offset, offset_angle, roll))
+        portrait = c.portrait_probability > 0 and rng.random() < c.portrait_probability
+        return spec.replace(
+            camera=place_camera(spec, yfov, factor, elevation, azimuth, offset, offset_angle, roll, portrait=portrait)
+        )
 
     def default(self, spec: SceneSpec, *, ctx: SceneContext) -> SceneSpec:
         f = FIXED
@@ -69,9 +76,13 @@ def place_camera(
     offset: float,
     offset_angle: float,
     roll_deg: float,
+    *,
+    portrait: bool = False,
 ) -> CameraSpec:
     center = np.asarray(spec.subject.center_m, dtype=float)
     radius = float(spec.subject.radius_m)
+    if portrait and spec.subject.head_center_m is not None:
+        center, radius = portrait_sphere(center, np.asarray(spec.subject.head_center_m), spec.subject.head_radius_m)
     distance = distance_factor * radius / math.sin(math.radians(yfov_deg) / 2)
     view_dir = direction_from_angles(elevation_deg, azimuth_deg)
     position = center + view_dir * distance
@@ -89,7 +100,16 @@ def place_camera(
         distance_m=float(distance),
         elevation_deg=float(elevation_deg),
         azimuth_deg=float(azimuth_deg),
+        portrait=bool(portrait and spec.subject.head_center_m is not None),
     )
+
+
+def portrait_sphere(body_center: np.ndarray, head_center: np.ndarray, head_radius: float) -> tuple[np.ndarray, float]:
+    """A sphere around the head and the front of the body (head and shoulders): its centre a third of the
+    way from the head towards the body centre, large enough to hold the whole head."""
+    center = head_center + (body_center - head_center) / 3.0
+    radius = float(np.linalg.norm(head_center - center)) + float(head_radius)
+    return center, radius
 
 
 def _t(v) -> tuple[float, float, float]:

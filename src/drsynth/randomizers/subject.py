@@ -45,6 +45,9 @@ class PosedSubject:
     bounds: np.ndarray  # 2 x 3, world frame
     center: np.ndarray
     radius: float
+    #: bounding sphere of the parts the subject names as its head (`Subject.head_parts`), or None
+    head_center: np.ndarray | None = None
+    head_radius: float | None = None
 
 
 _HULLS: OrderedDict[str, np.ndarray] = OrderedDict()  # Part.key -> its convex hull's vertices
@@ -72,6 +75,8 @@ def _extreme_points(key: str, mesh) -> np.ndarray:
 def pose_subject(subject: Subject, pose: dict) -> PosedSubject:
     parts = subject.parts(pose)
     lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    head_lo, head_hi = np.full(3, np.inf), np.full(3, -np.inf)
+    head_names = set(getattr(subject, "head_parts", ()))
     for p in parts:
         v = _extreme_points(p.key, p.mesh)
         if not len(v):
@@ -82,10 +87,19 @@ def pose_subject(subject: Subject, pose: dict) -> PosedSubject:
         w = v[:, 0:1] * t[:3, 0] + v[:, 1:2] * t[:3, 1] + v[:, 2:3] * t[:3, 2] + t[:3, 3]
         lo = np.minimum(lo, w.min(0))
         hi = np.maximum(hi, w.max(0))
+        if head_names and p.key.rsplit("#", 1)[-1] in head_names:
+            head_lo = np.minimum(head_lo, w.min(0))
+            head_hi = np.maximum(head_hi, w.max(0))
     if not np.all(np.isfinite(lo)):
         raise ValueError(f"subject {subject.id} has no geometry in pose {pose}")
     lift = np.eye(4)
     lift[1, 3] = -lo[1]
     lo, hi = lo + lift[:3, 3], hi + lift[:3, 3]
     center = (lo + hi) / 2
-    return PosedSubject(parts, lift, np.stack([lo, hi]), center, float(np.linalg.norm(hi - lo) / 2))
+    head_center = head_radius = None
+    if np.all(np.isfinite(head_lo)):
+        head_lo, head_hi = head_lo + lift[:3, 3], head_hi + lift[:3, 3]
+        head_center, head_radius = (head_lo + head_hi) / 2, float(np.linalg.norm(head_hi - head_lo) / 2)
+    return PosedSubject(
+        parts, lift, np.stack([lo, hi]), center, float(np.linalg.norm(hi - lo) / 2), head_center, head_radius
+    )

@@ -78,6 +78,9 @@ class Subject(ABC):
     breed: str
     #: where it came from
     source: Literal["procedural", "imported"]
+    #: names of the parts (the text after "#" in `Part.key`) that make up the head, for portrait framing;
+    #: empty = no head (vehicles, imported models)
+    head_parts: tuple[str, ...] = ()
 
     @abstractmethod
     def default_pose(self) -> Pose:

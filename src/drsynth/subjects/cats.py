@@ -10,8 +10,8 @@ from drsynth.subjects.quadruped import Anatomy
 BASE = Anatomy(
     species="cat",
     shoulder_height=0.25,
-    body_length_ratio=0.85,
-    chest_depth_ratio=0.66,
+    body_length_ratio=1.27,
+    chest_depth_ratio=0.56,
     girth_ratio=0.85,
     waist_ratio=0.85,
     rump_rise=0.04,
@@ -74,8 +74,8 @@ def _c(pattern, base, **kw) -> Coat:
 
 KITTEN = {
     "shoulder_height": 0.15,
-    "body_length_ratio": 0.8,
-    "chest_depth_ratio": 0.64,
+    "body_length_ratio": 1.20,
+    "chest_depth_ratio": 0.54,
     "head_length": 0.085,
     "skull_width_ratio": 1.0,
     "skull_height_ratio": 0.9,
@@ -200,8 +200,8 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "siamese",
             {
-                "body_length_ratio": 0.9,
-                "chest_depth_ratio": 0.5,
+                "body_length_ratio": 1.35,
+                "chest_depth_ratio": 0.42,
                 "head_length": 0.105,
                 "skull_width_ratio": 0.72,
                 "muzzle_frac": 0.36,
@@ -223,7 +223,7 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "balinese",
             {
-                "body_length_ratio": 0.88,
+                "body_length_ratio": 1.32,
                 "head_length": 0.1,
                 "skull_width_ratio": 0.76,
                 "muzzle_frac": 0.34,
@@ -340,7 +340,7 @@ PRESETS: dict[str, BreedPreset] = {
         ),
         BreedPreset(
             "russian_blue",
-            {"body_length_ratio": 0.88, "ear_length": 0.58, "skull_width_ratio": 0.82, "fluff": 0.2},
+            {"body_length_ratio": 1.32, "ear_length": 0.58, "skull_width_ratio": 0.82, "fluff": 0.2},
             _c("solid", (0.45, 0.48, 0.52), iris=GREEN_EYE, nose=(0.35, 0.35, 0.4), belly_light=0.05),
         ),
         BreedPreset(
@@ -362,7 +362,7 @@ PRESETS: dict[str, BreedPreset] = {
             "maine_coon",
             {
                 "shoulder_height": 0.32,
-                "body_length_ratio": 0.9,
+                "body_length_ratio": 1.35,
                 "fluff": 0.75,
                 "ear_length": 0.62,
                 "ear_width": 0.8,
@@ -405,13 +405,13 @@ PRESETS: dict[str, BreedPreset] = {
         ),
         BreedPreset(
             "turkish_angora",
-            {"body_length_ratio": 0.88, "fluff": 0.55, "ear_length": 0.6, "skull_width_ratio": 0.8},
+            {"body_length_ratio": 1.32, "fluff": 0.55, "ear_length": 0.6, "skull_width_ratio": 0.8},
             _c("solid", WHITE, iris=BLUE_EYE, fur_length=0.6, belly_light=0.0),
         ),
         BreedPreset(
             "abyssinian",
             {
-                "body_length_ratio": 0.88,
+                "body_length_ratio": 1.32,
                 "ear_length": 0.66,
                 "ear_width": 0.95,
                 "skull_width_ratio": 0.8,
@@ -423,7 +423,7 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "somali",
             {
-                "body_length_ratio": 0.88,
+                "body_length_ratio": 1.32,
                 "ear_length": 0.64,
                 "ear_width": 0.95,
                 "skull_width_ratio": 0.8,
@@ -442,7 +442,7 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "bengal",
             {
-                "body_length_ratio": 0.94,
+                "body_length_ratio": 1.41,
                 "shoulder_height": 0.28,
                 "fluff": 0.05,
                 "muzzle_frac": 0.32,
@@ -459,19 +459,19 @@ PRESETS: dict[str, BreedPreset] = {
         ),
         BreedPreset(
             "ocicat",
-            {"body_length_ratio": 0.9, "shoulder_height": 0.28, "fluff": 0.05},
+            {"body_length_ratio": 1.35, "shoulder_height": 0.28, "fluff": 0.05},
             _c("spotted", (0.66, 0.52, 0.34), secondary=(0.2, 0.12, 0.07), spot_scale=1.0, iris=GOLD_EYE),
         ),
         BreedPreset(
             "egyptian_mau",
-            {"body_length_ratio": 0.9, "eye_size": 0.18, "fluff": 0.05},
+            {"body_length_ratio": 1.35, "eye_size": 0.18, "fluff": 0.05},
             _c("spotted", (0.66, 0.66, 0.62), secondary=(0.1, 0.1, 0.1), spot_scale=1.3, iris=GREEN_EYE),
         ),
         BreedPreset(
             "savannah",
             {
                 "shoulder_height": 0.34,
-                "body_length_ratio": 0.88,
+                "body_length_ratio": 1.32,
                 "ear_length": 0.72,
                 "ear_width": 0.95,
                 "leg_thickness": 0.12,
@@ -498,8 +498,8 @@ PRESETS: dict[str, BreedPreset] = {
         BreedPreset(
             "oriental_shorthair",
             {
-                "body_length_ratio": 0.94,
-                "chest_depth_ratio": 0.48,
+                "body_length_ratio": 1.41,
+                "chest_depth_ratio": 0.41,
                 "head_length": 0.11,
                 "skull_width_ratio": 0.66,
                 "muzzle_frac": 0.4,

@@ -10,8 +10,8 @@ from drsynth.subjects.quadruped import Anatomy
 BASE = Anatomy(
     species="dog",
     shoulder_height=0.56,
-    body_length_ratio=0.95,
-    chest_depth_ratio=0.5,
+    body_length_ratio=1.42,
+    chest_depth_ratio=0.42,
     girth_ratio=0.8,
     waist_ratio=0.7,
     rump_rise=0.0,
@@ -75,8 +75,8 @@ SPITZ = {**ERECT, "tail_carriage_deg": 60.0, "tail_curl_deg": 320.0, "fluff": 0.
 
 PUPPY = {
     "shoulder_height": 0.26,
-    "body_length_ratio": 0.85,
-    "chest_depth_ratio": 0.6,
+    "body_length_ratio": 1.27,
+    "chest_depth_ratio": 0.51,
     "girth_ratio": 0.9,
     "leg_thickness": 0.19,
     "paw_size": 1.5,
@@ -127,7 +127,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.62,
-                "body_length_ratio": 1.04,
+                "body_length_ratio": 1.56,
                 "rump_rise": -0.06,
                 "ear_length": 0.55,
                 "muzzle_frac": 0.5,
@@ -158,8 +158,8 @@ PRESETS: dict[str, BreedPreset] = {
             "bulldog",
             {
                 "shoulder_height": 0.36,
-                "body_length_ratio": 0.91,
-                "chest_depth_ratio": 0.62,
+                "body_length_ratio": 1.36,
+                "chest_depth_ratio": 0.53,
                 "girth_ratio": 1.15,
                 "leg_thickness": 0.17,
                 "head_length": 0.2,
@@ -181,8 +181,8 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.3,
-                "body_length_ratio": 0.91,
-                "chest_depth_ratio": 0.58,
+                "body_length_ratio": 1.36,
+                "chest_depth_ratio": 0.49,
                 "girth_ratio": 1.05,
                 "leg_thickness": 0.16,
                 "head_length": 0.15,
@@ -216,7 +216,7 @@ PRESETS: dict[str, BreedPreset] = {
             "rottweiler",
             {
                 "shoulder_height": 0.62,
-                "chest_depth_ratio": 0.55,
+                "chest_depth_ratio": 0.47,
                 "girth_ratio": 0.9,
                 "leg_thickness": 0.15,
                 "skull_width_ratio": 0.6,
@@ -231,7 +231,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.68,
-                "body_length_ratio": 0.83,
+                "body_length_ratio": 1.24,
                 "waist_ratio": 0.55,
                 "head_length": 0.27,
                 "muzzle_frac": 0.52,
@@ -261,7 +261,7 @@ PRESETS: dict[str, BreedPreset] = {
             "boxer",
             {
                 "shoulder_height": 0.58,
-                "chest_depth_ratio": 0.55,
+                "chest_depth_ratio": 0.47,
                 "waist_ratio": 0.6,
                 "head_length": 0.22,
                 "skull_width_ratio": 0.62,
@@ -279,8 +279,8 @@ PRESETS: dict[str, BreedPreset] = {
             "dachshund",
             {
                 "shoulder_height": 0.23,
-                "body_length_ratio": 1.74,
-                "chest_depth_ratio": 0.68,
+                "body_length_ratio": 2.61,
+                "chest_depth_ratio": 0.58,
                 "leg_thickness": 0.15,
                 "head_length": 0.19,
                 "muzzle_frac": 0.52,
@@ -311,7 +311,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **SPITZ,
                 "shoulder_height": 0.63,
-                "chest_depth_ratio": 0.55,
+                "chest_depth_ratio": 0.47,
                 "girth_ratio": 0.9,
                 "ear_length": 0.33,
                 "tail_thickness": 0.2,
@@ -323,7 +323,7 @@ PRESETS: dict[str, BreedPreset] = {
             "great_dane",
             {
                 "shoulder_height": 0.82,
-                "body_length_ratio": 0.83,
+                "body_length_ratio": 1.24,
                 "waist_ratio": 0.6,
                 "head_length": 0.32,
                 "skull_width_ratio": 0.45,
@@ -340,7 +340,7 @@ PRESETS: dict[str, BreedPreset] = {
             "shih_tzu",
             {
                 "shoulder_height": 0.25,
-                "body_length_ratio": 1.12,
+                "body_length_ratio": 1.68,
                 "fluff": 1.0,
                 "head_length": 0.12,
                 "muzzle_frac": 0.18,
@@ -364,7 +364,7 @@ PRESETS: dict[str, BreedPreset] = {
                 "skull_width_ratio": 0.75,
                 "ear_length": 0.3,
                 "eye_size": 0.13,
-                "chest_depth_ratio": 0.6,
+                "chest_depth_ratio": 0.51,
             },
             _c("solid", (0.8, 0.48, 0.18), fur_length=1.0),
         ),
@@ -487,8 +487,8 @@ PRESETS: dict[str, BreedPreset] = {
             "pug",
             {
                 "shoulder_height": 0.28,
-                "body_length_ratio": 0.87,
-                "chest_depth_ratio": 0.6,
+                "body_length_ratio": 1.30,
+                "chest_depth_ratio": 0.51,
                 "girth_ratio": 1.05,
                 "head_length": 0.12,
                 "skull_width_ratio": 0.9,
@@ -523,7 +523,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **SPITZ,
                 "shoulder_height": 0.66,
-                "chest_depth_ratio": 0.55,
+                "chest_depth_ratio": 0.47,
                 "girth_ratio": 0.9,
                 "skull_width_ratio": 0.6,
                 "ear_length": 0.28,
@@ -550,8 +550,8 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.28,
-                "body_length_ratio": 1.41,
-                "chest_depth_ratio": 0.7,
+                "body_length_ratio": 2.11,
+                "chest_depth_ratio": 0.59,
                 "girth_ratio": 0.9,
                 "leg_thickness": 0.16,
                 "muzzle_frac": 0.42,
@@ -607,7 +607,7 @@ PRESETS: dict[str, BreedPreset] = {
             "bernese_mountain_dog",
             {
                 "shoulder_height": 0.66,
-                "chest_depth_ratio": 0.55,
+                "chest_depth_ratio": 0.47,
                 "girth_ratio": 0.9,
                 "fluff": 0.6,
                 "leg_thickness": 0.15,
@@ -622,7 +622,7 @@ PRESETS: dict[str, BreedPreset] = {
             "saint_bernard",
             {
                 "shoulder_height": 0.75,
-                "chest_depth_ratio": 0.58,
+                "chest_depth_ratio": 0.49,
                 "girth_ratio": 0.95,
                 "leg_thickness": 0.16,
                 "head_length": 0.3,
@@ -640,8 +640,8 @@ PRESETS: dict[str, BreedPreset] = {
             "basset_hound",
             {
                 "shoulder_height": 0.33,
-                "body_length_ratio": 1.49,
-                "chest_depth_ratio": 0.7,
+                "body_length_ratio": 2.23,
+                "chest_depth_ratio": 0.59,
                 "leg_thickness": 0.18,
                 "head_length": 0.25,
                 "muzzle_frac": 0.5,
@@ -659,7 +659,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.38,
-                "body_length_ratio": 0.83,
+                "body_length_ratio": 1.24,
                 "head_length": 0.13,
                 "skull_width_ratio": 0.8,
                 "muzzle_frac": 0.16,
@@ -690,8 +690,8 @@ PRESETS: dict[str, BreedPreset] = {
             "greyhound",
             {
                 "shoulder_height": 0.72,
-                "body_length_ratio": 0.87,
-                "chest_depth_ratio": 0.55,
+                "body_length_ratio": 1.30,
+                "chest_depth_ratio": 0.47,
                 "waist_ratio": 0.4,
                 "girth_ratio": 0.62,
                 "leg_thickness": 0.09,
@@ -713,8 +713,8 @@ PRESETS: dict[str, BreedPreset] = {
             "whippet",
             {
                 "shoulder_height": 0.48,
-                "body_length_ratio": 0.87,
-                "chest_depth_ratio": 0.55,
+                "body_length_ratio": 1.30,
+                "chest_depth_ratio": 0.47,
                 "waist_ratio": 0.4,
                 "girth_ratio": 0.62,
                 "leg_thickness": 0.09,
@@ -774,7 +774,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 **ERECT,
                 "shoulder_height": 0.33,
-                "body_length_ratio": 0.83,
+                "body_length_ratio": 1.24,
                 "head_length": 0.16,
                 "muzzle_frac": 0.48,
                 "muzzle_height_ratio": 0.8,
@@ -818,7 +818,7 @@ PRESETS: dict[str, BreedPreset] = {
             "newfoundland",
             {
                 "shoulder_height": 0.7,
-                "chest_depth_ratio": 0.6,
+                "chest_depth_ratio": 0.51,
                 "girth_ratio": 1.0,
                 "fluff": 0.85,
                 "leg_thickness": 0.17,
@@ -835,7 +835,7 @@ PRESETS: dict[str, BreedPreset] = {
             "bull_terrier",
             {
                 "shoulder_height": 0.53,
-                "chest_depth_ratio": 0.58,
+                "chest_depth_ratio": 0.49,
                 "girth_ratio": 0.95,
                 "head_length": 0.27,
                 "muzzle_frac": 0.55,
@@ -852,7 +852,7 @@ PRESETS: dict[str, BreedPreset] = {
             "american_pit_bull_terrier",
             {
                 "shoulder_height": 0.48,
-                "chest_depth_ratio": 0.56,
+                "chest_depth_ratio": 0.48,
                 "girth_ratio": 0.95,
                 "leg_thickness": 0.15,
                 "head_length": 0.23,
@@ -909,7 +909,7 @@ PRESETS: dict[str, BreedPreset] = {
             {
                 "shoulder_height": 0.75,
                 "fluff": 0.85,
-                "chest_depth_ratio": 0.55,
+                "chest_depth_ratio": 0.47,
                 "girth_ratio": 0.95,
                 "ear_length": 0.3,
                 "tail_carriage_deg": -30.0,
@@ -921,7 +921,7 @@ PRESETS: dict[str, BreedPreset] = {
             "mastiff",
             {
                 "shoulder_height": 0.76,
-                "chest_depth_ratio": 0.6,
+                "chest_depth_ratio": 0.51,
                 "girth_ratio": 1.05,
                 "leg_thickness": 0.17,
                 "head_length": 0.3,

@@ -232,9 +232,9 @@ class QuadrupedModel:
         waist = a.waist_ratio
         blobs = [
             (np.array([x_front - 0.38 * L, yb, 0.0]), np.array([0.42 * L, 0.5 * D, 0.5 * W])),  # ribcage
-            (
-                np.array([x_front - 0.05 * L, yb + 0.03 * D, 0.0]),
-                np.array([0.2 * L + 0.2 * D, 0.46 * D, 0.44 * W]),
+            (  # chest: kept behind the shoulders (further forward it read as a pigeon breast)
+                np.array([x_front - 0.15 * L, yb + 0.03 * D, 0.0]),
+                np.array([0.14 * L + 0.14 * D, 0.46 * D, 0.44 * W]),
             ),
             (
                 np.array([-0.05 * L, yb + (1 - waist) * 0.25 * D, 0.0]),
@@ -872,6 +872,7 @@ class QuadrupedSubject(Subject):
     """A procedural cat or dog of one breed. Geometry and coat are built lazily and cached."""
 
     source = "procedural"
+    head_parts = ("head", "nose", "eye_l", "eye_r", "ear_l", "ear_r")
 
     def __init__(
         self, *, class_name: str, breed: str, anatomy: Anatomy, coat, seed: int, id_suffix: str | None = None
