@@ -39,7 +39,7 @@ BASE = Anatomy(
     ear_set=0.35,
     tail_length_ratio=0.9,
     tail_thickness=0.24,
-    tail_carriage_deg=-40.0,
+    tail_carriage_deg=-5.0,
     tail_curl_deg=60.0,
     fluff=0.2,
 )
