@@ -159,7 +159,9 @@ def make_record(scenario: Scenario, spec: SceneSpec, result) -> dict[str, Any]:
             "occluders": [o["material"] for o in d["occluders"]],
             "subject": subj["material"],
         },
-        "subject_geometry": {"bounds_m": subj["bounds_m"], "center_m": subj["center_m"], "radius_m": subj["radius_m"]},
+        "subject_geometry": {
+            k: subj[k] for k in ("bounds_m", "center_m", "radius_m", "head_center_m", "head_radius_m")
+        },
         "style": spec.style,
         "visible_fraction": round(float(result.visible_fraction), 6),
         "bbox": result.bbox,
