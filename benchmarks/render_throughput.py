@@ -34,9 +34,7 @@ def _worker(k, n_workers, scenario_json, indices, out_dir, warm, lp_threads, bar
     t_start = time.perf_counter()
     sc = parse_scenario(scenario_json)
     worker = SampleRenderer(sc)
-    for pool in worker.ctx.pools.values():  # bake every subject once (cached per breed afterwards)
-        for s in pool:
-            s.parts(s.default_pose())
+    worker.prebake()  # bake every subject once (or load it from the subject cache)
     for i in range(warm):
         worker.render(10**7 + k * warm + i)
     samples = prepare_output(Path(out_dir), sc)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drsynth import __version__
 from drsynth.errors import ConfigError
 from drsynth.presets import RunConfig
-from drsynth.studies import ABLATIONS, CONTROL_VARIANT, ModelSpec, plan_study
+from drsynth.studies import ABLATIONS, CONTROL_VARIANT, DomainInfo, ModelSpec, plan_study
 
 PLAN_FORMAT = "drsynth-plan/1"
 # Every render dataset a run can have, in pipeline order (the pipeline is built from this list).
@@ -66,15 +66,9 @@ class DatasetPlan(BaseModel):
     description: str = ""
 
 
-class DomainPlan(BaseModel):
+class DomainPlan(DomainInfo):
     """An evaluation domain (run.json `domains`), made by one of the run's datasets."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    uri: str
-    kind: Literal["real", "synthetic", "toon"]
-    source: Literal["user", "rendered"]
-    description: str = ""
     dataset: str
 
 

@@ -76,7 +76,7 @@ def pose_subject(subject: Subject, pose: dict) -> PosedSubject:
     parts = subject.parts(pose)
     lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
     head_lo, head_hi = np.full(3, np.inf), np.full(3, -np.inf)
-    head_names = set(getattr(subject, "head_parts", ()))
+    head_names = set(subject.head_parts)
     for p in parts:
         v = _extreme_points(p.key, p.mesh)
         if not len(v):

@@ -6,8 +6,7 @@ and every render worker process needs every subject of its pool, so a 137-subjec
 
 - the subject's id, seed, `Anatomy` and `Coat` values;
 - the source text of the modules that build it (quadruped.py, coats.py, geometry.py, base.py), so any code
-  change invalidates old entries by itself, and the values of any environment variables those modules read
-  (`os.environ[...]`, `os.environ.get(...)`, `os.getenv(...)`: e.g. an experiment's knob);
+  change invalidates old entries by itself (they read no environment variables: keep it that way);
 - the drsynth, numpy and trimesh versions and this file's format version.
 
 Where: `$DRSYNTH_SUBJECT_CACHE` (a folder), default `~/.cache/drsynth/subjects`; `DRSYNTH_SUBJECT_CACHE=off`
@@ -31,7 +30,6 @@ import json
 import logging
 import os
 import pickle
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,21 +73,15 @@ def cache_dir() -> Path | None:
         return None
 
 
-_ENV_READ = re.compile(rb"""(?:environ\.get|environ|getenv)\s*[\(\[]\s*["']([A-Za-z_][A-Za-z0-9_]*)["']""")
-
-
 @functools.cache
-def _sources() -> tuple[str, tuple[str, ...]]:
-    """sha256 of the builder modules' source, and the environment variables they read."""
+def _sources() -> str:
+    """sha256 of the builder modules' source."""
     h = hashlib.sha256()
-    env: set[str] = set()
     for name in SOURCE_MODULES:
         path = importlib.import_module(name).__file__
         assert path is not None
-        text = Path(path).read_bytes()
-        h.update(name.encode() + b"\0" + text + b"\0")
-        env.update(m.decode() for m in _ENV_READ.findall(text))
-    return h.hexdigest(), tuple(sorted(env))
+        h.update(name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def subject_key(subject: QuadrupedSubject) -> str:
@@ -99,8 +91,7 @@ def subject_key(subject: QuadrupedSubject) -> str:
         "drsynth": __version__,
         "numpy": np.__version__,
         "trimesh": trimesh.__version__,
-        "sources": _sources()[0],
-        "env": {name: os.environ.get(name) for name in _sources()[1]},
+        "sources": _sources(),
         "id": subject.id,
         "seed": int(subject.seed),
         "anatomy": dataclasses.asdict(subject.anatomy),
