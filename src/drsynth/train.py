@@ -231,8 +231,16 @@ def make_loader(
 ) -> torch.utils.data.DataLoader:
     cores = (os.cpu_count() or 1) // processes_per_node  # the training processes of a node share its cores
     workers = cfg.workers if cfg.workers is not None else min(8, max(0, cores - 1))
+    # Forking a process whose process group runs background threads (Gloo, NCCL) can leave a worker holding
+    # a lock no thread will release (a rare hang, seen on CI); forkserver workers start from a clean process.
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    context = "forkserver" if workers > 0 and distributed else None
     return torch.utils.data.DataLoader(
-        stream, batch_size=cfg.batch_size, num_workers=workers, pin_memory=device.type == "cuda"
+        stream,
+        batch_size=cfg.batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        multiprocessing_context=context,
     )
 
 
