@@ -326,13 +326,13 @@ def coat_colors(tx: Texels, model: QuadrupedModel, coat: Coat, seed: int) -> np.
         m = (
             R["torso"] * torso_s
             + R["neck"] * stripes(fq, p[:, 0] * 0.5 + p[:, 1], 0.3)
-            + R["legs"] * leg_s * 0.9
+            + R["legs"] * leg_s * 0.5  # faint leg bars: bold rings read as a zebra's legs
         )
         m = m + R["tail"] * tail_s + head_lines + dorsal * 0.8
         broken = _smooth(-0.35, 0.05, noise.fbm(p + 7.0, 5.0, 2))  # mackerel stripes break into bars
         m = np.clip(m, 0, 1) * (1 - 0.7 * R["belly"]) * (1 - R["muzzle"] * 0.8) * (0.35 + 0.65 * broken)
         m = m * (1 - 0.6 * R["chest"])
-        col = _lerp(col, sec, m * 0.9)
+        col = _lerp(col, sec, m * 0.75)
     elif pat == "ticked":
         col = col * (1 + 0.25 * noise.fbm(p, 40.0, 2))[:, None]
         m = (
@@ -435,8 +435,12 @@ def coat_colors(tx: Texels, model: QuadrupedModel, coat: Coat, seed: int) -> np.
         col = _lerp(col, coat.white_color, wm)
 
     # Inner ears: lighter / pink on the front face; eye rims dark.
-    ear_front = R["ears"] * _smooth(-0.1, 0.5, tx.n[:, 0])
-    col = _lerp(col, coat.inner_ear, ear_front * 0.75)
+    # Only the cupped front face, inside a rim of coat and below the tip; in photos the inner ear is half in
+    # shadow and veiled by pale hairs, so it is a muted mix of pink and coat, never a bright pink sheet.
+    rim = _smooth(0.55, 0.85, np.abs(np.cos(2 * np.pi * tx.u)))
+    ear_front = R["ears"] * _smooth(0.0, 0.5, tx.n[:, 0]) * (1 - rim) * (1 - _smooth(0.7, 0.9, tx.v))
+    inner = 0.8 * (0.4 * col + 0.6 * np.asarray(coat.inner_ear))
+    col = _lerp(col, inner, ear_front * 0.9)
     col = _lerp(col, np.array([0.04, 0.03, 0.03]), R["eye_rim"] * 0.9)
     col = _paint_mouth(col, tx, model, coat, R)
     return np.clip(col, 0.0, 1.0)
@@ -635,7 +639,7 @@ def bake_atlas(
     )
     colors = coat_colors(tx, model, coat, seed)
     k = 0
-    amp = 0.07 + 0.08 * coat.fur_length
+    amp = 0.12 + 0.12 * coat.fur_length
     for r, w, h, wc, hc in slots:
         c = _resize(colors[k : k + wc * hc].reshape(hc, wc, 3), h, w)
         k += wc * hc
@@ -643,7 +647,11 @@ def bake_atlas(
         # Streaks converge at the loft's end caps: fade them out there.
         vv = (np.arange(h) + 0.5) / h
         f = f * (_smooth(0.0, 0.15, vv) * _smooth(0.0, 0.15, 1.0 - vv))[:, None]
-        c = np.clip(c * np.clip(1.0 + amp * f, 0.6, 1.4)[..., None], 0, 1)
+        c = c * np.clip(1.0 + amp * f, 0.5, 1.5)[..., None]
+        # Dark coats: multiplying black by streaks leaves black; photos of them show pale glints along the
+        # hairs, which is what tells fur from smooth skin ("Mexican hairless" to ImageNet) or lacquer.
+        dark = 1.0 - _smooth(0.05, 0.35, c.mean(-1))
+        c = np.clip(c + (0.05 * dark * np.clip(f, 0, None))[..., None], 0, 1)
         # Fill the rect including its padding (edge texels repeated) so filtering does not bleed.
         img[r.y : r.y + r.h, r.x : r.x + r.w] = np.pad(c, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
     meshes = {pg.name: _remap_uv(pg.mesh, by_name[pg.name], size, pad) for pg in fur}

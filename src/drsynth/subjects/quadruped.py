@@ -236,6 +236,11 @@ class QuadrupedModel:
                 np.array([x_front - 0.15 * L, yb + 0.03 * D, 0.0]),
                 np.array([0.14 * L + 0.14 * D, 0.46 * D, 0.44 * W]),
             ),
+            (  # brisket: the deep chest reaching down to the elbows, behind the front legs; without it a
+                # side view is a bar on four sticks ("horizontal bar", "stretcher" to ImageNet)
+                np.array([x_front - 0.3 * L, yb - 0.22 * D, 0.0]),
+                np.array([0.2 * L, 0.45 * D, 0.42 * W]),
+            ),
             (
                 np.array([-0.05 * L, yb + (1 - waist) * 0.25 * D, 0.0]),
                 np.array([0.32 * L, 0.5 * waist * D, 0.43 * W]),
@@ -306,7 +311,7 @@ class QuadrupedModel:
             wrist = np.array([elbow[0] + 0.03 * D, 0.16 * leg_len, sh[2]])
             paw_c = np.array([wrist[0] + 0.25 * fr, fr * self.a.paw_size * 0.85 * 0.62, sh[2]])
             self._leg(
-                f"f{side}", ("shoulder", "elbow", "wrist"), [sh, elbow, wrist, paw_c], fr, upper_scale=1.55
+                f"f{side}", ("shoulder", "elbow", "wrist"), [sh, elbow, wrist, paw_c], fr, upper_scale=2.0
             )
             # Hind: hip -> knee (stifle) -> hock -> paw.
             hip = np.array([x_rear + 0.12 * D, top_rear - 0.42 * D, zs * 0.30 * W])
@@ -315,7 +320,7 @@ class QuadrupedModel:
             hock = np.array([knee[0] - 0.30 * hh, 0.26 * hh, hip[2]])
             paw_h = np.array([hock[0] + 0.06 * hh, fr * 1.05 * self.a.paw_size * 0.85 * 0.62, hip[2]])
             self._leg(
-                f"h{side}", ("hip", "knee", "hock"), [hip, knee, hock, paw_h], fr * 1.05, upper_scale=1.9
+                f"h{side}", ("hip", "knee", "hock"), [hip, knee, hock, paw_h], fr * 1.05, upper_scale=2.5
             )
 
         # ---- tail -----------------------------------------------------------------------------------
@@ -348,7 +353,7 @@ class QuadrupedModel:
         parent = "body"
         radii = [
             (r * upper_scale * (1 + 0.3 * a.fluff), r * 1.15 * (1 + 0.2 * a.fluff)),
-            (r * 1.05, r * 0.85),
+            (r * 1.25, r * 0.85),
             (r * 0.85, r * a.paw_size * 0.75),
         ]
         for k, jn in enumerate(joints):
@@ -480,7 +485,7 @@ class QuadrupedModel:
             surface = geo.ray_to_surface(sdf, C, aim - C, r_max)
             gaze = np.array([0.35 + 1.1 * a.eye_forward, 0.1, zs * (1.2 - a.eye_forward)])
             gaze /= np.linalg.norm(gaze)
-            centre_e = surface - gaze * 0.42 * er
+            centre_e = surface - gaze * 0.62 * er  # set into the face: a bulging eyeball reads as a toy
             eye = geo.uv_sphere(er, rows=self._seg(12), cols=self._seg(16), axis="x")
             eye.apply_transform(_align_x_to(gaze))
             eye.apply_translation(centre_e)
