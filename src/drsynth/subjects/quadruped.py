@@ -420,12 +420,14 @@ class QuadrupedModel:
         ]
         cheeks = [
             (
-                C + np.array([0.25 * rx, -0.4 * ry, s * 0.5 * rz]),
+                C + np.array([0.25 * rx, (-0.25 if cat else -0.4) * ry, s * 0.5 * rz]),
                 np.array([0.55 * rx, 0.5 * ry * ck, 0.5 * rz * ck]),
             )
             for s in (1.0, -1.0)
         ]
-        pad_r = (0.36 if cat else 0.3) * MW * (1.0 + 0.3 * a.cheek * (not cat))
+        # Cats: small whisker pads and chin under a face that narrows from the cheekbones; a heavy lower face
+        # reads as a dog's muzzle (or a mask) to ImageNet.
+        pad_r = 0.3 * MW * (1.0 + 0.3 * a.cheek * (not cat))
         pads = [
             (
                 np.array([x_tip - 0.85 * pad_r, m_c[1] - 0.1 * MH, s * 0.42 * MW]),
@@ -434,8 +436,8 @@ class QuadrupedModel:
             for s in (1.0, -1.0)
         ]
         chin = (
-            np.array([x_tip - 1.3 * mrx, m_c[1] - 0.42 * MH, C[2]]),
-            np.array([0.7 * mrx, 0.28 * MH, 0.36 * MW]),
+            np.array([x_tip - 1.3 * mrx, m_c[1] - (0.32 if cat else 0.42) * MH, C[2]]),
+            np.array([0.7 * mrx, 0.28 * MH, 0.36 * MW]) * (0.75 if cat else 1.0),
         )
         brows = [
             (C + np.array([0.62 * rx, 0.35 * ry, s * 0.38 * rz]), np.array([0.34 * rx, 0.3 * ry, 0.32 * rz]))
