@@ -647,7 +647,10 @@ def bake_atlas(
         # Streaks converge at the loft's end caps: fade them out there.
         vv = (np.arange(h) + 0.5) / h
         f = f * (_smooth(0.0, 0.15, vv) * _smooth(0.0, 0.15, 1.0 - vv))[:, None]
-        c = c * np.clip(1.0 + amp * f, 0.5, 1.5)[..., None]
+        # Pale fur cannot brighten past white, so its streaks only darken: at full strength white coats look
+        # mottled like plumage ("hen", "magpie" to ImageNet). Halve them there.
+        pale = _smooth(0.45, 0.85, c.mean(-1))
+        c = c * np.clip(1.0 + amp * (1.0 - 0.5 * pale) * f, 0.5, 1.5)[..., None]
         # Dark coats: multiplying black by streaks leaves black; photos of them show pale glints along the
         # hairs, which is what tells fur from smooth skin ("Mexican hairless" to ImageNet) or lacquer.
         dark = 1.0 - _smooth(0.05, 0.35, c.mean(-1))
