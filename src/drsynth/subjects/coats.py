@@ -434,14 +434,13 @@ def coat_colors(tx: Texels, model: QuadrupedModel, coat: Coat, seed: int) -> np.
         wm = _smooth(thr - 0.03, thr + 0.03, w_field)
         col = _lerp(col, coat.white_color, wm)
 
-    # Inner ears: lighter / pink on the front face; eye rims dark.
-    # Only the cupped front face, inside a rim of coat and below the tip; in photos the inner ear is half in
+    # Inner ears: only the cupped front face, inside a rim of coat and below the tip; in photos the inner ear is half in
     # shadow and veiled by pale hairs, so it is a muted mix of pink and coat, never a bright pink sheet.
     rim = _smooth(0.55, 0.85, np.abs(np.cos(2 * np.pi * tx.u)))
     ear_front = R["ears"] * _smooth(0.0, 0.5, tx.n[:, 0]) * (1 - rim) * (1 - _smooth(0.7, 0.9, tx.v))
     inner = 0.8 * (0.4 * col + 0.6 * np.asarray(coat.inner_ear))
     col = _lerp(col, inner, ear_front * 0.9)
-    col = _lerp(col, np.array([0.04, 0.03, 0.03]), R["eye_rim"] * 0.9)
+    col = _lerp(col, np.array([0.04, 0.03, 0.03]), R["eye_rim"] * 0.9)  # dark eye rims
     col = _paint_mouth(col, tx, model, coat, R)
     return np.clip(col, 0.0, 1.0)
 
