@@ -1,3 +1,4 @@
 from drsynth.cli import main
 
-main()
+if __name__ == "__main__":  # importing it (multiprocessing spawn/forkserver workers) must not run the CLI
+    main()
