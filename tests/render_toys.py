@@ -87,3 +87,16 @@ def toy_scenario(**overrides):
     data = {"name": "toy", "seed": 7, "image_size": 64, "classes": {"cat": {"procedural": "cat"}, "dog": {"procedural": "dog"}}}
     data.update(overrides)
     return parse_scenario(data, source="toy scenario")
+
+
+def two_breed_data(name: str, *, seed: int, image_size: int) -> dict:
+    """A scenario (as YAML data) of procedural cats and dogs with one breed each: the smallest real pool."""
+    return {
+        "name": name,
+        "seed": seed,
+        "image_size": image_size,
+        "classes": {
+            "cat": {"procedural": "cat", "breeds": ["siamese"], "blends": 0},
+            "dog": {"procedural": "dog", "breeds": ["beagle"], "blends": 0},
+        },
+    }

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from render_toys import two_breed_data
 
 from drsynth.config import parse_scenario
 from drsynth.render_job import render_samples
@@ -21,18 +22,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _scenario():
-    return parse_scenario(
-        {
-            "name": "bake-cache",
-            "seed": 3,
-            "image_size": 48,
-            "classes": {
-                "cat": {"procedural": "cat", "breeds": ["siamese"], "blends": 0},
-                "dog": {"procedural": "dog", "breeds": ["beagle"], "blends": 0},
-            },
-        },
-        source="bake cache test",
-    )
+    return parse_scenario(two_breed_data("bake-cache", seed=3, image_size=48), source="bake cache test")
 
 
 def _render(n: int = 2) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ import yaml
 from kfp.dsl import Artifact
 from metrics_helpers import http_get, samples
 from metrics_helpers import pushgateway as start_pushgateway
+from render_toys import two_breed_data
 
 from drsynth import metrics
 
@@ -70,15 +71,7 @@ def clean_metrics_env(monkeypatch):
 
 
 def _job() -> dict:
-    scenario = {
-        "name": "metrics-wiring",
-        "seed": 1,
-        "image_size": 32,
-        "classes": {
-            "cat": {"procedural": "cat", "breeds": ["siamese"], "blends": 0},
-            "dog": {"procedural": "dog", "breeds": ["beagle"], "blends": 0},
-        },
-    }
+    scenario = two_breed_data("metrics-wiring", seed=1, image_size=32)
     return {"dataset": "synth-control", "scenario": scenario, "start": 0, "count": 2, "workers": 1}
 
 

@@ -127,8 +127,9 @@ def register(app: typer.Typer) -> None:
 
         name = run_name or f"{pipeline.replace('_', '-')}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
         extra = _parse_sets(sets)
-        cluster_only = ("train_gpus", "store_secret", "model_name", "publish_prefix", "pushgateway_url")
-        overrides = {k: v for k, v in extra.items() if k not in cluster_only}
+        # pipeline parameters with no RunConfig field: passed straight to the run (train_gpus comes from --gpus)
+        passthrough = ("store_secret", "model_name", "publish_prefix", "pushgateway_url")
+        overrides = {k: v for k, v in extra.items() if k not in ("train_gpus", *passthrough)}
         for flag, value, key in (("--real", real, "real_uri"), ("--toon", toon, "toon_uri")):
             if value and not value.startswith("s3://"):
                 raise ConfigError(f"{flag} {value}: a cluster run reads photos from the object store; upload the "
@@ -137,7 +138,7 @@ def register(app: typer.Typer) -> None:
                 overrides[key] = value
         args = default_arguments(pipeline, preset, store_uri=store, name=name, **overrides)
         args["train_gpus"] = gpus
-        args.update({k: v for k, v in extra.items() if k in cluster_only and k != "train_gpus"})
+        args.update({k: v for k, v in extra.items() if k in passthrough})
         if preset in ("ci", "quick"):
             args.setdefault("render_workers", 1)
         if not store.startswith("s3://"):

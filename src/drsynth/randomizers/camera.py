@@ -81,7 +81,8 @@ def place_camera(
 ) -> CameraSpec:
     center = np.asarray(spec.subject.center_m, dtype=float)
     radius = float(spec.subject.radius_m)
-    if portrait and spec.subject.head_center_m is not None:
+    portrait = portrait and spec.subject.head_center_m is not None  # subjects without a head keep the full view
+    if portrait:
         center, radius = portrait_sphere(center, np.asarray(spec.subject.head_center_m), spec.subject.head_radius_m)
     distance = distance_factor * radius / math.sin(math.radians(yfov_deg) / 2)
     view_dir = direction_from_angles(elevation_deg, azimuth_deg)
@@ -100,7 +101,7 @@ def place_camera(
         distance_m=float(distance),
         elevation_deg=float(elevation_deg),
         azimuth_deg=float(azimuth_deg),
-        portrait=bool(portrait and spec.subject.head_center_m is not None),
+        portrait=portrait,
     )
 
 
