@@ -201,3 +201,34 @@ def test_portrait_framing_aims_at_the_head_and_comes_closer():
             np.asarray(f.camera.target_m) - head
         )
     assert [s.camera for s in specs(1.0)] == [s.camera for s in portrait]  # deterministic
+
+
+def test_dogs_pant_in_some_sampled_poses_and_never_in_the_default_stance():
+    """The open mouth and tongue are parts shown only when the pose says so; cats never pant."""
+    dog = dogs.make_subjects("dog", breeds=["labrador_yellow"], blends=0, seed=0)[0]
+    rng = np.random.default_rng(0)
+    states = [dog.sample_pose(rng)["mouth_open"] for _ in range(40)]
+    assert 0 < sum(states) < len(states)
+    names = lambda pose: {p.key.rsplit("#", 1)[1] for p in dog.parts(pose)}  # noqa: E731
+    assert not {"mouth", "tongue"} & names(dog.default_pose())
+    open_pose = next(dog.sample_pose(np.random.default_rng(i)) for i in range(100) if _pants(dog, i))
+    shown = [p for p in dog.parts(open_pose) if p.key.endswith(("#tongue", "#mouth"))]
+    assert len(shown) == 2 and not any(p.texturable for p in shown)
+    tongue = next(p for p in shown if p.key.endswith("#tongue"))
+    r, g, b, _ = tongue.material.base_color
+    assert r > 0.7 and r > g + 0.3 and r > b + 0.3  # pink
+    # The tongue hangs below the nose and in front of the mouth, and does not ground the animal.
+    model = dog.model
+    nose = next(pg for pg in model.parts if pg.name == "nose").mesh.bounds
+    tongue_b = next(pg for pg in model.parts if pg.name == "tongue").mesh.bounds
+    assert tongue_b[0][1] < nose[0][1] and tongue_b[1][0] > nose[0][0]
+    pose = {k: v for k, v in open_pose.items() if k in JOINT_LIMITS}
+    solid = [pg.name for pg in model.parts if pg.name not in ("mouth", "tongue")]
+    assert model.lowest_y(pose) == model.lowest_y(pose, solid)
+    cat = cats.make_subjects("cat", breeds=["siamese"], blends=0, seed=0)[0]
+    assert "mouth_open" not in cat.sample_pose(np.random.default_rng(0))
+    assert not any(pg.name == "tongue" for pg in cat.model.parts)
+
+
+def _pants(subject, seed: int) -> bool:
+    return bool(subject.sample_pose(np.random.default_rng(seed))["mouth_open"])

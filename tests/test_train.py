@@ -328,3 +328,38 @@ def test_cli_rejects_bad_settings_with_one_line(tmp_path, capsys):
         cli(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--no-such-flag"])
     assert e.value.code == 2
     assert "No such option: --no-such-flag" in capsys.readouterr().err
+
+
+def test_photo_degradations_blur_noise_and_grey():
+    """Blur, pixel noise and greying each do what they say, alone and at probability 1."""
+    pp = Preprocess.for_size(32)
+    img = _photo()
+    plain = AugmentConfig(
+        crop_scale=(1.0, 1.0), crop_ratio=(90 / 61, 90 / 61), hflip_p=0, rotation_deg=0, brightness=0
+    )
+    x = train_transform(pp, plain)(img)
+    blurred = seeded_view(
+        train_transform(pp, plain.model_copy(update={"blur_p": 1.0, "blur_sigma": (1.5, 1.5)})),
+        img,
+        seed=0,
+        key="k",
+        view=0,
+    )
+    # a blur lowers the local contrast: neighbouring pixels differ less
+    tv = lambda t: (t[:, 1:, :] - t[:, :-1, :]).abs().mean() + (t[:, :, 1:] - t[:, :, :-1]).abs().mean()  # noqa: E731
+    assert tv(blurred) < 0.8 * tv(x)
+    noisy = seeded_view(
+        train_transform(pp, plain.model_copy(update={"noise_p": 1.0, "noise_std": 0.05})),
+        img,
+        seed=0,
+        key="k",
+        view=0,
+    )
+    assert tv(noisy) > tv(x) and not torch.equal(noisy, x)
+    grey = train_transform(pp, plain.model_copy(update={"grayscale_p": 1.0}))(img)
+    std = torch.tensor(pp.std).view(3, 1, 1)
+    mean = torch.tensor(pp.mean).view(3, 1, 1)
+    rgb = grey * std + mean  # undo the normalisation: the three channels are equal
+    assert torch.allclose(rgb[0], rgb[1], atol=1e-5) and torch.allclose(rgb[1], rgb[2], atol=1e-5)
+    with pytest.raises(ValidationError, match="blur_sigma"):
+        AugmentConfig(blur_sigma=(2.0, 1.0))

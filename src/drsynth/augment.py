@@ -44,6 +44,15 @@ class AugmentConfig(BaseModel):
     brightness: float = Field(0.2, ge=0, le=1, description="brightness factor uniform in [1-b, 1+b]")
     contrast: float = Field(0.0, ge=0, le=1, description="contrast factor uniform in [1-c, 1+c]")
     saturation: float = Field(0.0, ge=0, le=1, description="saturation factor uniform in [1-s, 1+s]")
+    blur_p: float = Field(
+        0.0, ge=0, le=1, description="probability of a Gaussian blur (renders are sharper than photos)"
+    )
+    blur_sigma: tuple[float, float] = Field(
+        (0.3, 1.5), description="blur sigma range in pixels (at image_size)"
+    )
+    noise_p: float = Field(0.0, ge=0, le=1, description="probability of additive Gaussian pixel noise")
+    noise_std: float = Field(0.03, ge=0, le=0.5, description="noise standard deviation, image range [0, 1]")
+    grayscale_p: float = Field(0.0, ge=0, le=1, description="probability of turning the image grey")
 
     @model_validator(mode="after")
     def _check(self) -> AugmentConfig:
@@ -52,6 +61,8 @@ class AugmentConfig(BaseModel):
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
         if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
             raise ValueError(f"crop_ratio must satisfy 0 < low <= high, got {self.crop_ratio}")
+        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
         return self
 
 
@@ -105,11 +116,16 @@ def train_transform(pp: Preprocess, cfg: AugmentConfig | None = None) -> ImageTr
                 saturation=cfg.saturation or None,
             )
         )
-    steps += [
-        v2.PILToTensor(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(pp.mean), std=list(pp.std)),
-    ]
+    if cfg.grayscale_p > 0:
+        steps.append(v2.RandomGrayscale(cfg.grayscale_p))
+    if cfg.blur_p > 0:
+        # Kernel of about +-3 sigma, odd: enough for the largest sigma, no more (cost grows with its size).
+        k = 2 * math.ceil(3 * cfg.blur_sigma[1]) + 1
+        steps.append(v2.RandomApply([v2.GaussianBlur(k, sigma=cfg.blur_sigma)], p=cfg.blur_p))
+    steps += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)]
+    if cfg.noise_p > 0 and cfg.noise_std > 0:
+        steps.append(v2.RandomApply([v2.GaussianNoise(sigma=cfg.noise_std, clip=True)], p=cfg.noise_p))
+    steps.append(v2.Normalize(mean=list(pp.mean), std=list(pp.std)))
     return v2.Compose(steps)
 
 

@@ -749,7 +749,15 @@ def paint_coat(
     whisker = SurfaceMaterial(
         key=f"{key}#whisker", base_color=(0.92, 0.91, 0.88, 1.0), metallic=0.0, roughness=0.45
     )
+    # Wet and glossy: a tongue reads as one by its pink and its highlight.
+    tongue = SurfaceMaterial(
+        key=f"{key}#tongue", base_color=(0.86, 0.4, 0.45, 1.0), metallic=0.0, roughness=0.3
+    )
+    mouth = SurfaceMaterial(
+        key=f"{key}#mouth", base_color=(0.16, 0.05, 0.06, 1.0), metallic=0.0, roughness=0.6
+    )
     for pg in model.parts:
         if pg.kind != "fur":
             meshes[pg.name] = pg.mesh
-    return meshes, {"fur": fur, "eye": eye, "nose": nose, "whisker": whisker}
+    materials = {"fur": fur, "eye": eye, "nose": nose, "whisker": whisker, "tongue": tongue, "mouth": mouth}
+    return meshes, materials

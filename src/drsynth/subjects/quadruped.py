@@ -128,6 +128,9 @@ JOINT_LIMITS: dict[str, tuple[float, float]] = {
 }
 TAIL_SEGMENTS = 5
 POSE_FAMILIES = ("stand", "walk", "sit", "sphinx", "side", "bow")
+#: Share of sampled dog poses with an open, panting mouth (tongue out); default stances keep it closed.
+PANT_PROBABILITY = 0.6
+MOUTH_PARTS = ("mouth", "tongue")
 
 
 def clip_pose(pose: dict[str, float]) -> dict[str, float]:
@@ -180,7 +183,7 @@ class PartGeom:
     name: str
     bone: str
     mesh: trimesh.Trimesh
-    kind: Literal["fur", "eye", "nose", "whisker"] = "fur"
+    kind: Literal["fur", "eye", "nose", "whisker", "mouth", "tongue"] = "fur"
 
 
 class QuadrupedModel:
@@ -511,6 +514,35 @@ class QuadrupedModel:
         nose = geo.sweep(npath, nw / 2 * nprof, nh / 2 * nprof, segments=16, exponent=2.4, radial=nrad)
         self._add("nose", "head", nose, kind="nose")
 
+        # ---- open mouth (dogs): a dark gap along the lips and a hanging tongue, shown only in poses that
+        # pant (`pose["mouth_open"]`). A panting tongue is the commonest dog expression in photos; ImageNet
+        # features missed dogs with open mouths when every render had a closed one.
+        if not cat:
+            lip_y = m_c[1] - 0.4 * MH
+            gap = geo.uv_sphere(1.0, rows=self._seg(10), cols=self._seg(16), axis="x")
+            gap.apply_scale([0.9 * mrx, 0.1 * MH, 0.56 * MW])
+            gap.apply_translation([x_tip - 1.0 * mrx, lip_y, C[2]])
+            self._add("mouth", "head", gap, kind="mouth")
+            tl = 0.55 * ML + 0.25 * MH  # tongue length, lips to tip along its curve
+            tt = np.linspace(0.0, 1.0, 10)
+            # From inside the mouth forward over the lower lip, then hanging down.
+            ang = np.radians(-5 - 75 * tt**1.5)
+            seg = tl / (len(tt) - 1)
+            x0 = x_tip - 0.45 * mrx
+            path = np.stack(
+                [
+                    x0 + np.concatenate([[0.0], np.cumsum(np.cos(ang[:-1]) * seg)]),
+                    lip_y - 0.02 * MH + np.concatenate([[0.0], np.cumsum(np.sin(ang[:-1]) * seg)]),
+                    np.full(len(tt), C[2]),
+                ],
+                -1,
+            )
+            prof = geo.rounded_profile(tt, 0.0, 0.3)
+            width = 0.3 * MW * (0.85 + 0.15 * np.sin(np.pi * tt)) * np.maximum(prof, 0.05)
+            thick = 0.07 * MW * np.maximum(prof, 0.2)
+            tongue = geo.sweep(path, width, thick, segments=16, exponent=2.6, cap_start=True)
+            self._add("tongue", "head", tongue, kind="tongue")
+
         # ---- whiskers (cats): thin white tapered hairs fanning out from the whisker pads --------------------
         if cat:
             hairs = []
@@ -605,7 +637,7 @@ class QuadrupedModel:
         self._corners = np.stack([trimesh.bounds.corners(pg.mesh.bounds) for pg in self.parts])  # P x 8 x 3
         self._part_bone = np.array([self._bone_index[pg.bone] for pg in self.parts])
         self._part_names = [pg.name for pg in self.parts]
-        self._masks: dict[tuple[str, ...], np.ndarray] = {}
+        self._masks: dict[tuple[str, ...] | None, np.ndarray] = {}
 
     def _pose_rt(self, pose: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
         """World rotations (B x 3 x 3) and translations (B x 3) of every bone."""
@@ -666,15 +698,14 @@ class QuadrupedModel:
         return out
 
     def lowest_y(self, pose: dict[str, float], names: list[str] | None = None) -> float:
-        """Lowest point of the posed parts (all, or the named ones), from each part's bounding box corners."""
+        """Lowest point of the posed parts (all but the mouth, or the named ones), from each part's bounding
+        box corners. A hanging tongue never lifts the animal off the ground."""
         rots, trans = self._pose_rt(pose)
-        if names is None:
-            sel = slice(None)
-        else:
-            key = tuple(names)
-            sel = self._masks.get(key)
-            if sel is None:
-                sel = self._masks[key] = np.isin(self._part_names, names)
+        key = tuple(names) if names is not None else None
+        sel = self._masks.get(key)
+        if sel is None:
+            wanted = names if names is not None else [n for n in self._part_names if n not in MOUTH_PARTS]
+            sel = self._masks[key] = np.isin(self._part_names, wanted)
         bones = self._part_bone[sel]
         # y of every corner: row 1 of each part's bone rotation dotted with the corners, plus its y offset.
         y = np.einsum("pj,pkj->pk", rots[bones, 1, :], self._corners[sel]) + trans[bones, 1][:, None]
@@ -808,6 +839,8 @@ def sample_quadruped_pose(
     pose = clip_pose(pose)
     _lift_tail(model, pose)
     pose["family"] = family
+    if not cat:
+        pose["mouth_open"] = bool(rng.random() < PANT_PROBABILITY)
     return pose
 
 
@@ -929,7 +962,10 @@ class QuadrupedSubject(Subject):
         model = self.model
         tf = model.bone_transforms({k: float(v) for k, v in pose.items() if k in JOINT_LIMITS})
         out = []
+        mouth_open = bool(pose.get("mouth_open", False))
         for pg in model.parts:
+            if pg.name in MOUTH_PARTS and not mouth_open:
+                continue
             out.append(
                 Part(
                     key=f"{self.id}#{pg.name}",

@@ -59,7 +59,11 @@ def build_pool(
     if not subjects:
         raise AssetError(
             f"class '{class_name}' has no subject: "
-            + (f"no loadable model in {cfg.models_dir}" if cfg.models_dir else "no generator or models_dir configured")
+            + (
+                f"no loadable model in {cfg.models_dir}"
+                if cfg.models_dir
+                else "no generator or models_dir configured"
+            )
         )
     return subjects
 
