@@ -22,13 +22,15 @@ def _t(xyz, rot=None) -> np.ndarray:
 class ToyAnimal(Subject):
     """Capsule body, sphere head, four cylinder legs, two eyes; `neck` moves the head."""
 
-    def __init__(self, class_name: str, breed: str, color, scale: float = 1.0) -> None:
+    def __init__(self, class_name: str, breed: str, color, scale: float = 1.0, fur: float = 0.0) -> None:
         self.id = f"{class_name}/toy/{breed}"
         self.class_name = class_name
         self.breed = breed
         self.source = "procedural"
         self.scale = scale
-        self.fur = SurfaceMaterial(key=f"toy/{breed}/fur", base_color=(*color, 1.0), roughness=0.6)
+        self.fur = SurfaceMaterial(
+            key=f"toy/{breed}/fur", base_color=(*color, 1.0), roughness=0.6, fur_length=fur
+        )
         self.eye = SurfaceMaterial(key="toy/eye", base_color=(0.02, 0.02, 0.02, 1.0), roughness=0.2)
         s = scale
         self.meshes = {
@@ -60,16 +62,17 @@ class ToyAnimal(Subject):
         return out
 
 
-def toy_pools(same_size: bool = False) -> dict[str, list[Subject]]:
+def toy_pools(same_size: bool = False, fur: float = 0.0) -> dict[str, list[Subject]]:
     dog_scale = 1.0 if same_size else 1.5
     return {
-        "cat": [ToyAnimal("cat", "orange", (0.9, 0.5, 0.1)), ToyAnimal("cat", "grey", (0.5, 0.5, 0.55))],
-        "dog": [ToyAnimal("dog", "brown", (0.45, 0.3, 0.15), dog_scale), ToyAnimal("dog", "white", (0.9, 0.9, 0.85), dog_scale)],
+        "cat": [ToyAnimal("cat", "orange", (0.9, 0.5, 0.1), fur=fur), ToyAnimal("cat", "grey", (0.5, 0.5, 0.55), fur=fur)],
+        "dog": [ToyAnimal("dog", "brown", (0.45, 0.3, 0.15), dog_scale, fur), ToyAnimal("dog", "white", (0.9, 0.9, 0.85), dog_scale, fur)],
     }
 
 
-def toy_context(scenario, same_size: bool = False) -> SceneContext:
-    pools = toy_pools(same_size)
+def toy_context(scenario, same_size: bool = False, fur: float = 0.0) -> SceneContext:
+    """`fur`: shell-fur length (metres) of every toy's coat."""
+    pools = toy_pools(same_size, fur)
     if same_size:  # every subject the same geometry: a subject switch then changes nothing else
         pools = {c: [ToyAnimal(c, s.breed, (0.5, 0.5, 0.5)) for s in p] for c, p in pools.items()}
     r = scenario.randomizers

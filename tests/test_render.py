@@ -240,3 +240,30 @@ def test_multisampling_option(scenario):
     assert abs(ra["visible_fraction"] - rb["visible_fraction"]) < 0.05
     assert not np.array_equal(np.asarray(a), np.asarray(b))  # anti-aliased differently
     assert np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() < 12  # but the same scene
+
+
+def test_shell_fur_gives_a_soft_larger_outline_and_stays_deterministic(scenario):
+    """A furry coat is drawn as offset shells with random strands: the silhouette grows by about the fur
+    length and gains partly covered (hairy) edge pixels; the same index still gives the same image."""
+    data = scenario.with_overrides(image_size=128).model_dump()
+    data["randomizers"]["occluders"]["enabled"] = False
+    data["render"]["fur_shells"] = 3
+    big = type(scenario).model_validate(data)
+    plain_ctx, furry_ctx = toy_context(big), toy_context(big, fur=0.03)
+    (p_img, p_rec), = render_samples(big, [5], ctx=plain_ctx)
+    (f_img, f_rec), = render_samples(big, [5], ctx=furry_ctx)
+    (f_again, _), = render_samples(big, [5], ctx=toy_context(big, fur=0.03))
+    assert np.array_equal(np.asarray(f_img), np.asarray(f_again))
+    assert p_rec["subject"] == f_rec["subject"] and p_rec["camera"] == f_rec["camera"]
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    assert area(f_rec["bbox"]) > area(p_rec["bbox"])
+    changed = np.abs(np.asarray(f_img, float) - np.asarray(p_img, float)).max(axis=2) > 8
+    assert changed.sum() > 150, changed.sum()  # the coat's surface and outline, not a few pixels
+    # fur_shells 0 (the default) draws none, and the toon style never does: cartoons keep clean outlines
+    data["render"]["fur_shells"] = 0
+    (off_img, _), = render_samples(type(scenario).model_validate(data), [5], ctx=furry_ctx)
+    assert np.array_equal(np.asarray(off_img), np.asarray(p_img))
+    toon = big.with_overrides(style="toon")
+    (t_plain, _), = render_samples(toon, [5], ctx=plain_ctx)
+    (t_furry, _), = render_samples(toon, [5], ctx=furry_ctx)
+    assert np.array_equal(np.asarray(t_plain), np.asarray(t_furry))

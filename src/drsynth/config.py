@@ -72,6 +72,7 @@ class RenderOptions(BaseModel):
     """shadow_map_size: resolution of the key light's shadow map (fitted to the subject and occluders);
     msaa_samples: multisampling per pixel (4 costs ~50% more time on a CPU rasteriser than 1);
     smooth_edges: blend a slight blur along silhouettes (cheap anti-aliasing for single-sample renders);
+    fur_shells: shell-fur layers drawn over furry coats (0 = none; each layer redraws the coat once);
     jpeg_quality: of the written images."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -79,6 +80,7 @@ class RenderOptions(BaseModel):
     shadow_map_size: Literal[256, 512, 1024, 2048, 4096] = 1024
     msaa_samples: Literal[1, 2, 4, 8] = 1
     smooth_edges: bool = True
+    fur_shells: int = Field(0, ge=0, le=8)
     jpeg_quality: int = Field(90, ge=30, le=100)
 
 

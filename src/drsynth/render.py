@@ -119,12 +119,15 @@ uniform mat3 N;
 uniform mat4 VP;
 uniform mat4 light_VP;
 uniform mat3 uv_transform;
+uniform float shell_offset;
+out vec3 o_pos;
 out vec3 w_pos;
 out vec3 w_normal;
 out vec2 uv;
 out vec4 light_pos;
 void main() {
-    vec4 wp = M * vec4(position, 1.0);
+    o_pos = position;
+    vec4 wp = M * vec4(position + normal * shell_offset, 1.0);
     w_pos = wp.xyz;
     w_normal = N * normal;
     uv = (uv_transform * vec3(texcoord, 1.0)).xy;
@@ -135,6 +138,7 @@ void main() {
 
 _MESH_FS = """
 #version 330 core
+in vec3 o_pos;
 in vec3 w_pos;
 in vec3 w_normal;
 in vec2 uv;
@@ -159,6 +163,9 @@ uniform int use_shadow;
 uniform sampler2DShadow shadow_map;
 uniform int toon;
 uniform int toon_flat;
+uniform float shell_level;
+uniform float strand_cell;
+uniform float fur_flat;
 const float PI = 3.14159265;
 
 vec3 srgb_to_linear(vec3 c) { return pow(c, vec3(2.2)); }
@@ -174,6 +181,15 @@ float key_shadow(float nl) {
 }
 
 void main() {
+    if (shell_level > 0.0) {
+        // Fur shell: strands are cells of the part's own surface (so they move with it), each with a random
+        // length; a shell keeps the strands that reach it. Seen edge-on this gives a soft, hairy outline.
+        // Face-on, fur lies flat: shells thin out there, or the coat reads as wire-haired.
+        vec3 cell = floor(o_pos / strand_cell);
+        float strand = fract(sin(dot(cell, vec3(12.9898, 78.233, 37.719))) * 43758.5453);
+        float facing = abs(dot(normalize(w_normal), normalize(cam_pos - w_pos)));
+        if (strand < shell_level + fur_flat * facing * facing) discard;
+    }
     vec3 albedo = base_color.rgb;
     if (has_texture == 1) {
         vec3 t = texture(base_tex, uv).rgb;
@@ -184,6 +200,8 @@ void main() {
         }
         albedo *= srgb_to_linear(t);
     }
+    // Fur is darker near the skin and lighter at the tips.
+    if (strand_cell > 0.0) albedo *= 0.82 + 0.3 * shell_level;
     vec3 n = normalize(w_normal);
     if (!gl_FrontFacing) n = -n;
     vec3 v = normalize(cam_pos - w_pos);
@@ -396,6 +414,7 @@ class _Draw:
     role: str  # "subject" | "occluder" | "ground"
     normal_matrix: np.ndarray | None = None
     mirrored: bool = False  # negative determinant: the winding flips
+    fur_length: float = 0.0  # shell fur, in the part's units (metres)
 
     def __post_init__(self) -> None:
         m3 = self.model[:3, :3]
@@ -407,6 +426,8 @@ _IDENTITY3 = np.eye(3, dtype=np.float32)
 _UNIT_CUBE = np.array([[x, y, z, 1.0] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
 GROUND_EXTENT_RADII = 60.0  # half-size of the ground square, in subject radii
 MAX_GPU_MESHES = 6000
+FUR_STRAND_CELL_M = 0.0015  # strand spacing on the skin, metres (under a pixel at dataset resolutions)
+FUR_FLAT = 0.9  # how much face-on shells thin out (fur lies flat; 0 = a velvet pile everywhere)
 MAX_GPU_TEXTURES = 600
 
 
@@ -420,6 +441,7 @@ class SceneRenderer:
         *,
         msaa_samples: int = 1,
         smooth_edges: bool = True,
+        fur_shells: int = 0,
         shadow_map_size: int = 1024,
         material_image_dir: Path | None = None,
         sky_image_dir: Path | None = None,
@@ -429,6 +451,7 @@ class SceneRenderer:
         self.size = int(size)
         self.msaa = int(msaa_samples)
         self.smooth_edges = bool(smooth_edges)
+        self.fur_shells = int(fur_shells)
         self.shadow_size = int(shadow_map_size)
         self.material_image_dir = material_image_dir
         self.sky_image_dir = sky_image_dir
@@ -595,9 +618,9 @@ class SceneRenderer:
         draws = []
         for part in posed.parts:
             mat = subject_material if (subject_material is not None and part.texturable) else part.material
-            draws.append(
-                _Draw(self._part_primitive(part), lift @ np.asarray(part.transform, float), mat, _IDENTITY3, "subject")
-            )
+            draw = _Draw(self._part_primitive(part), lift @ np.asarray(part.transform, float), mat, _IDENTITY3, "subject")
+            draw.fur_length = mat.fur_length * part.fur_scale
+            draws.append(draw)
         self._subject_cache = (key, draws)
         return draws
 
@@ -784,6 +807,8 @@ class SceneRenderer:
             gl.glUniform3f(loc(prog, f"light_rgb[{i}]"), *(float(c * lt.intensity) for c in lt.color))
         gl.glUniform1i(loc(prog, "use_shadow"), int(light_vp is not None))
         gl.glUniform1i(loc(prog, "toon"), int(toon))
+        for name in ("shell_offset", "shell_level", "strand_cell"):
+            gl.glUniform1f(loc(prog, name), 0.0)
         gl.glActiveTexture(gl.GL_TEXTURE1)
         gl.glBindTexture(gl.GL_TEXTURE_2D, self._shadow_tex)
         gl.glUniform1i(loc(prog, "shadow_map"), 1)
@@ -826,9 +851,27 @@ class SceneRenderer:
                     tex._bind()
             gl.glBindVertexArray(d.primitive._vaid)
             gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.n_indices, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+            if d.fur_length > 0 and self.fur_shells > 0 and not toon:
+                self._fur_shells(prog, d)
         gl.glBindVertexArray(0)
         gl.glDisable(gl.GL_CULL_FACE)
         gl.glColorMaski(1, True, True, True, True)
+
+    def _fur_shells(self, prog: int, d: _Draw) -> None:
+        """Draw `fur_shells` offset copies of a furry part (the same vertex buffer, pushed out along the
+        normals by a uniform): shell fur, the classic real-time fur. The shadow pass leaves them out."""
+        gl, loc = self._gl, self._loc
+        fur, n = d.fur_length, self.fur_shells
+        gl.glUniform1f(loc(prog, "strand_cell"), FUR_STRAND_CELL_M)
+        gl.glUniform1f(loc(prog, "fur_flat"), FUR_FLAT)
+        for i in range(1, n + 1):
+            level = i / (n + 1)
+            gl.glUniform1f(loc(prog, "shell_offset"), fur * level)
+            gl.glUniform1f(loc(prog, "shell_level"), level)
+            gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.n_indices, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
+        gl.glUniform1f(loc(prog, "shell_offset"), 0.0)
+        gl.glUniform1f(loc(prog, "shell_level"), 0.0)
+        gl.glUniform1f(loc(prog, "strand_cell"), 0.0)
 
     # -- public API -------------------------------------------------------------------------------------------
 

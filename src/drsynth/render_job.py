@@ -93,6 +93,7 @@ class SampleRenderer:
             scenario.image_size,
             msaa_samples=scenario.render.msaa_samples,
             smooth_edges=scenario.render.smooth_edges,
+            fur_shells=scenario.render.fur_shells,
             shadow_map_size=scenario.render.shadow_map_size,
             material_image_dir=scenario.randomizers.materials.image_dir,
             sky_image_dir=scenario.randomizers.sky.image_dir,

@@ -43,6 +43,7 @@ class SurfaceMaterial:
     emissive: tuple[float, float, float] = (0.0, 0.0, 0.0)
     alpha_mode: Literal["OPAQUE", "MASK", "BLEND"] = "OPAQUE"
     double_sided: bool = False
+    fur_length: float = 0.0  # metres; > 0: the renderer adds shell fur of this length along the normals
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +55,7 @@ class Part:
     transform: 4x4 float matrix, part frame -> subject frame.
     texturable: whether the "subject texture" randomizer may replace this part's material (False for eyes,
         glass, tyres... so a "wooden dog" still has eyes).
+    fur_scale: multiplies the material's shell-fur length on this part.
     """
 
     key: str
@@ -61,6 +63,7 @@ class Part:
     transform: np.ndarray = field(repr=False)
     material: SurfaceMaterial
     texturable: bool = True
+    fur_scale: float = 1.0  # times the material's fur_length on this part (short fur on faces and ears)
 
 
 class Subject(ABC):

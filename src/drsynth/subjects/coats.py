@@ -719,6 +719,11 @@ def nose_texture(coat: Coat, species: str, size: int = 64) -> np.ndarray:
     return (np.clip(col[::-1], 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def fur_length(fluff: float) -> float:
+    """Shell-fur length in metres for a breed's `fluff` (0 sleek .. 1 very fluffy)."""
+    return 0.002 + 0.014 * float(fluff)
+
+
 def _luma(c) -> float:
     return float(0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2])
 
@@ -736,6 +741,7 @@ def paint_coat(
         # Dark coats show a sheen in photos (that is how a black cat reads as fur, not a silhouette).
         roughness=float(np.clip(0.97 - 0.4 * (1.0 - _luma(coat.base) / 0.25), 0.55, 0.97)),
         base_color_texture=img,
+        fur_length=fur_length(model.a.fluff),
     )
     eye = SurfaceMaterial(
         key=f"{key}#eye",

@@ -131,6 +131,8 @@ POSE_FAMILIES = ("stand", "walk", "sit", "sphinx", "side", "bow")
 #: Share of sampled dog poses with an open, panting mouth (tongue out); default stances keep it closed.
 PANT_PROBABILITY = 0.6
 MOUTH_PARTS = ("mouth", "tongue")
+#: Shell-fur length per part, relative to the coat's: short on the face (eyes and nose stay clear) and ears.
+FUR_SCALE = {"head": 0.3, "ear_l": 0.25, "ear_r": 0.25}
 
 
 def clip_pose(pose: dict[str, float]) -> dict[str, float]:
@@ -523,7 +525,7 @@ class QuadrupedModel:
             gap.apply_scale([0.9 * mrx, 0.1 * MH, 0.56 * MW])
             gap.apply_translation([x_tip - 1.0 * mrx, lip_y, C[2]])
             self._add("mouth", "head", gap, kind="mouth")
-            tl = 0.55 * ML + 0.25 * MH  # tongue length, lips to tip along its curve
+            tl = 0.45 * ML + 0.2 * MH  # tongue length, lips to tip along its curve
             tt = np.linspace(0.0, 1.0, 10)
             # From inside the mouth forward over the lower lip, then hanging down.
             ang = np.radians(-5 - 75 * tt**1.5)
@@ -538,7 +540,7 @@ class QuadrupedModel:
                 -1,
             )
             prof = geo.rounded_profile(tt, 0.0, 0.3)
-            width = 0.3 * MW * (0.85 + 0.15 * np.sin(np.pi * tt)) * np.maximum(prof, 0.05)
+            width = 0.24 * MW * (0.85 + 0.15 * np.sin(np.pi * tt)) * np.maximum(prof, 0.05)
             thick = 0.07 * MW * np.maximum(prof, 0.2)
             tongue = geo.sweep(path, width, thick, segments=16, exponent=2.6, cap_start=True)
             self._add("tongue", "head", tongue, kind="tongue")
@@ -973,6 +975,7 @@ class QuadrupedSubject(Subject):
                     transform=tf[pg.bone],
                     material=self._materials[pg.kind],
                     texturable=pg.kind == "fur",
+                    fur_scale=FUR_SCALE.get(pg.name, 1.0),
                 )
             )
         return out
