@@ -426,9 +426,9 @@ _IDENTITY3 = np.eye(3, dtype=np.float32)
 _UNIT_CUBE = np.array([[x, y, z, 1.0] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
 GROUND_EXTENT_RADII = 60.0  # half-size of the ground square, in subject radii
 MAX_GPU_MESHES = 6000
+MAX_GPU_TEXTURES = 600
 FUR_STRAND_CELL_M = 0.0015  # strand spacing on the skin, metres (under a pixel at dataset resolutions)
 FUR_FLAT = 0.9  # how much face-on shells thin out (fur lies flat; 0 = a velvet pile everywhere)
-MAX_GPU_TEXTURES = 600
 
 
 class SceneRenderer:

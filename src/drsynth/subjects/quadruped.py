@@ -517,8 +517,8 @@ class QuadrupedModel:
         self._add("nose", "head", nose, kind="nose")
 
         # ---- open mouth (dogs): a dark gap along the lips and a hanging tongue, shown only in poses that
-        # pant (`pose["mouth_open"]`). A panting tongue is the commonest dog expression in photos; ImageNet
-        # features missed dogs with open mouths when every render had a closed one.
+        # pant (`pose["mouth_open"]`). Panting is a common dog expression in photos, and open-mouthed dogs were
+        # among the real photos a render-trained classifier missed (its measured effect: docs/benchmarks.md).
         if not cat:
             lip_y = m_c[1] - 0.4 * MH
             gap = geo.uv_sphere(1.0, rows=self._seg(10), cols=self._seg(16), axis="x")
