@@ -201,7 +201,7 @@ void main() {
         albedo *= srgb_to_linear(t);
     }
     // Fur is darker near the skin and lighter at the tips.
-    if (strand_cell > 0.0) albedo *= 0.82 + 0.3 * shell_level;
+    if (shell_level > 0.0) albedo *= 0.82 + 0.3 * shell_level;
     vec3 n = normalize(w_normal);
     if (!gl_FrontFacing) n = -n;
     vec3 v = normalize(cam_pos - w_pos);
@@ -618,9 +618,9 @@ class SceneRenderer:
         draws = []
         for part in posed.parts:
             mat = subject_material if (subject_material is not None and part.texturable) else part.material
-            draw = _Draw(self._part_primitive(part), lift @ np.asarray(part.transform, float), mat, _IDENTITY3, "subject")
-            draw.fur_length = mat.fur_length * part.fur_scale
-            draws.append(draw)
+            model = lift @ np.asarray(part.transform, float)
+            fur = mat.fur_length * part.fur_scale
+            draws.append(_Draw(self._part_primitive(part), model, mat, _IDENTITY3, "subject", fur_length=fur))
         self._subject_cache = (key, draws)
         return draws
 
@@ -807,8 +807,10 @@ class SceneRenderer:
             gl.glUniform3f(loc(prog, f"light_rgb[{i}]"), *(float(c * lt.intensity) for c in lt.color))
         gl.glUniform1i(loc(prog, "use_shadow"), int(light_vp is not None))
         gl.glUniform1i(loc(prog, "toon"), int(toon))
-        for name in ("shell_offset", "shell_level", "strand_cell"):
-            gl.glUniform1f(loc(prog, name), 0.0)
+        gl.glUniform1f(loc(prog, "shell_offset"), 0.0)
+        gl.glUniform1f(loc(prog, "shell_level"), 0.0)  # 0: a plain surface; > 0 only while drawing fur shells
+        gl.glUniform1f(loc(prog, "strand_cell"), FUR_STRAND_CELL_M)
+        gl.glUniform1f(loc(prog, "fur_flat"), FUR_FLAT)
         gl.glActiveTexture(gl.GL_TEXTURE1)
         gl.glBindTexture(gl.GL_TEXTURE_2D, self._shadow_tex)
         gl.glUniform1i(loc(prog, "shadow_map"), 1)
@@ -862,8 +864,6 @@ class SceneRenderer:
         normals by a uniform): shell fur, the classic real-time fur. The shadow pass leaves them out."""
         gl, loc = self._gl, self._loc
         fur, n = d.fur_length, self.fur_shells
-        gl.glUniform1f(loc(prog, "strand_cell"), FUR_STRAND_CELL_M)
-        gl.glUniform1f(loc(prog, "fur_flat"), FUR_FLAT)
         for i in range(1, n + 1):
             level = i / (n + 1)
             gl.glUniform1f(loc(prog, "shell_offset"), fur * level)
@@ -871,7 +871,6 @@ class SceneRenderer:
             gl.glDrawElements(gl.GL_TRIANGLES, d.primitive.n_indices, gl.GL_UNSIGNED_INT, ctypes.c_void_p(0))
         gl.glUniform1f(loc(prog, "shell_offset"), 0.0)
         gl.glUniform1f(loc(prog, "shell_level"), 0.0)
-        gl.glUniform1f(loc(prog, "strand_cell"), 0.0)
 
     # -- public API -------------------------------------------------------------------------------------------
 
