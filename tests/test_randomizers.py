@@ -54,6 +54,7 @@ def _signature(spec) -> dict:
         "camera": (spec.camera.yfov_deg, spec.camera.elevation_deg, spec.camera.azimuth_deg, spec.camera.roll_deg),
         "lighting": (spec.lights, spec.ambient),
         "sky": spec.sky,
+        "sensor": spec.sensor,
         "occluders": tuple((o.shape, o.rotation_euler_deg) for o in spec.occluders),
         "materials": (spec.ground.key, spec.ground.rotation_deg),
         "subject_texture": spec.subject.material,
@@ -62,7 +63,7 @@ def _signature(spec) -> dict:
 
 @pytest.mark.parametrize("name", RANDOMIZER_NAMES)
 def test_switching_one_randomizer_changes_only_what_it_owns(name):
-    on = toy_scenario(randomizers={"subject_texture": {"enabled": True}})
+    on = toy_scenario(randomizers={"subject_texture": {"enabled": True}, "sensor": {"enabled": True}})
     off = on.with_overrides(disable=[name])
     ctx = toy_context(on, same_size=True)
     changed = False

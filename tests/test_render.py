@@ -267,3 +267,55 @@ def test_shell_fur_gives_a_soft_larger_outline_and_stays_deterministic(scenario)
     (t_plain, _), = render_samples(toon, [5], ctx=plain_ctx)
     (t_furry, _), = render_samples(toon, [5], ctx=furry_ctx)
     assert np.array_equal(np.asarray(t_plain), np.asarray(t_furry))
+
+
+def test_sensor_blur_and_noise_are_measured_effects():
+    """apply_sensor on a known image: the blur widens a step edge by its sigma (scaled with the image size),
+    the noise has the configured sigma at mid-grey and more in bright areas, and the seed fixes the field."""
+    from drsynth.render import apply_sensor
+    from drsynth.scene_spec import SensorSpec
+
+    img = np.zeros((256, 256, 3), np.float32)
+    img[:, 128:] = 1.0
+    blurred = apply_sensor(img, SensorSpec(blur_px=2.0))
+    ramp = blurred[128, :, 0]
+    width = np.count_nonzero((ramp > 0.16) & (ramp < 0.84))  # +-1 sigma of a Gaussian edge: ~2 sigma wide
+    assert 3 <= width <= 5, width
+    half = apply_sensor(img[::2, ::2].copy(), SensorSpec(blur_px=2.0))[64, :, 0]
+    assert 1 <= np.count_nonzero((half > 0.16) & (half < 0.84)) <= 3  # sized for 256 px: half at 128 px
+
+    grey = np.full((256, 256, 3), 0.5, np.float32)
+    noisy = apply_sensor(grey, SensorSpec(noise=0.04, chroma_noise=0.35, noise_seed=3))
+    assert abs(float((noisy - 0.5).std()) - 0.04) < 0.004
+    assert np.array_equal(noisy, apply_sensor(grey, SensorSpec(noise=0.04, chroma_noise=0.35, noise_seed=3)))
+    assert not np.array_equal(noisy, apply_sensor(grey, SensorSpec(noise=0.04, chroma_noise=0.35, noise_seed=4)))
+    bright = apply_sensor(np.full_like(grey, 0.9), SensorSpec(noise=0.04, noise_seed=3))
+    assert (bright - 0.9).std() > 1.15 * (noisy - 0.5).std()  # photon noise grows with brightness
+    lum_only = apply_sensor(grey, SensorSpec(noise=0.04, chroma_noise=0.0, noise_seed=3))
+    assert np.allclose(lum_only[..., 0], lum_only[..., 2])  # no chroma share: the same field in every channel
+    assert np.array_equal(apply_sensor(grey, SensorSpec()), grey)  # the disabled sensor changes nothing
+
+
+def test_sensor_randomizer_changes_pixels_not_the_scene(scenario):
+    ctx = toy_context(scenario)
+    assert not scenario.randomizers.sensor.enabled  # off by default (it lowered transfer: docs/benchmarks.md)
+    off, scenario = scenario, scenario.with_overrides(enable=["sensor"])
+    (on_img, on_rec), = render_samples(scenario, [2], ctx=ctx)
+    (off_img, off_rec), = render_samples(off, [2], ctx=ctx)
+    assert on_rec["sensor"]["noise"] > 0 and off_rec["sensor"] == {
+        "blur_px": 0.0, "noise": 0.0, "chroma_noise": 0.0, "noise_seed": 0
+    }  # fmt: skip
+    same = ("subject", "pose", "camera", "lights", "sky", "occluders", "materials", "visible_fraction", "bbox")
+    assert {k: on_rec[k] for k in same} == {k: off_rec[k] for k in same}
+    a, b = np.asarray(on_img, float), np.asarray(off_img, float)
+    assert not np.array_equal(a, b) and np.abs(a - b).mean() < 12  # the same scene, seen through a camera
+    # high-frequency energy (a 1-pixel Laplacian) is lower after a lens blur (sized for 256 px: 1 px at 64 px)
+    lap = lambda im: np.abs(im[1:-1, 1:-1] * 4 - im[:-2, 1:-1] - im[2:, 1:-1] - im[1:-1, :-2] - im[1:-1, 2:])  # noqa: E731
+    blur_only = toy_scenario(randomizers={"sensor": {"enabled": True, "blur_px": [4, 4], "noise": [0, 0]}})
+    (s_img, s_rec), = render_samples(blur_only, [2], ctx=ctx)
+    assert s_rec["sensor"]["blur_px"] == 4.0 and s_rec["camera"] == off_rec["camera"]
+    assert lap(np.asarray(s_img, float)).mean() < 0.8 * lap(b).mean()
+    # cartoons have no lens or sensor
+    (t_on, _), = render_samples(scenario.with_overrides(style="toon"), [2], ctx=ctx)
+    (t_off, _), = render_samples(off.with_overrides(style="toon"), [2], ctx=ctx)
+    assert np.array_equal(np.asarray(t_on), np.asarray(t_off))

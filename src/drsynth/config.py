@@ -17,6 +17,7 @@ from drsynth.randomizers.lighting import LightingConfig
 from drsynth.randomizers.materials import MaterialsConfig
 from drsynth.randomizers.occluders import OccludersConfig
 from drsynth.randomizers.pose import PoseConfig
+from drsynth.randomizers.sensor import SensorConfig
 from drsynth.randomizers.sky import SkyConfig
 from drsynth.randomizers.subject import SubjectConfig
 from drsynth.randomizers.subject_texture import SubjectTextureConfig
@@ -24,7 +25,17 @@ from drsynth.rng import MAX_SEED
 from drsynth.subjects.config import ClassSubjects
 
 #: The randomizers, in the order they run.
-RANDOMIZER_NAMES = ("subject", "pose", "camera", "lighting", "sky", "occluders", "materials", "subject_texture")
+RANDOMIZER_NAMES = (
+    "subject",
+    "pose",
+    "camera",
+    "lighting",
+    "sky",
+    "sensor",
+    "occluders",
+    "materials",
+    "subject_texture",
+)
 
 
 class Randomizers(BaseModel):
@@ -35,6 +46,7 @@ class Randomizers(BaseModel):
     camera: CameraConfig = CameraConfig()
     lighting: LightingConfig = LightingConfig()
     sky: SkyConfig = SkyConfig()
+    sensor: SensorConfig = SensorConfig()
     occluders: OccludersConfig = OccludersConfig()
     materials: MaterialsConfig = MaterialsConfig()
     subject_texture: SubjectTextureConfig = SubjectTextureConfig()
@@ -59,6 +71,7 @@ class ClassOverrides(BaseModel):
     camera: dict[str, Any] | None = None
     lighting: dict[str, Any] | None = None
     sky: dict[str, Any] | None = None
+    sensor: dict[str, Any] | None = None
     occluders: dict[str, Any] | None = None
     materials: dict[str, Any] | None = None
     subject_texture: dict[str, Any] | None = None

@@ -18,6 +18,7 @@ from drsynth.randomizers.lighting import LightingRandomizer
 from drsynth.randomizers.materials import MaterialsRandomizer
 from drsynth.randomizers.occluders import OccludersRandomizer
 from drsynth.randomizers.pose import PoseRandomizer
+from drsynth.randomizers.sensor import SensorRandomizer
 from drsynth.randomizers.sky import SkyRandomizer
 from drsynth.randomizers.subject import PosedSubject, SubjectRandomizer, pose_subject
 from drsynth.randomizers.subject_texture import SubjectTextureRandomizer
@@ -30,6 +31,7 @@ RANDOMIZER_TYPES: dict[str, type[Randomizer]] = {
     "camera": CameraRandomizer,
     "lighting": LightingRandomizer,
     "sky": SkyRandomizer,
+    "sensor": SensorRandomizer,
     "occluders": OccludersRandomizer,
     "materials": MaterialsRandomizer,
     "subject_texture": SubjectTextureRandomizer,
@@ -120,7 +122,7 @@ def describe_scene(
             head_radius_m=posed.head_radius,
         )
     )
-    for name in ("camera", "lighting", "sky"):
+    for name in ("camera", "lighting", "sky", "sensor"):
         spec = rz[name].apply(spec, rng=rngs[name], ctx=ctx)
 
     # Occluder layouts are drawn from one stream until one hides at most the allowed share of the subject.

@@ -32,7 +32,7 @@ import numpy as np
 from drsynth.errors import RenderError
 from drsynth.randomizers.subject import PosedSubject
 from drsynth.samplers import direction_from_angles
-from drsynth.scene_spec import SceneSpec
+from drsynth.scene_spec import SceneSpec, SensorSpec
 from drsynth.subjects.base import SurfaceMaterial
 
 PLATFORMS = ("egl", "osmesa")
@@ -931,6 +931,8 @@ class SceneRenderer:
             out = _smooth_edges(out, (visible, occluders, alpha[..., 0] > 0.5))
         if toon:
             out = _ink(out, _linear_depth(self._read_depth(), znear, zfar), visible, occluders)
+        elif spec.sensor is not None:  # a cartoon has no lens or sensor
+            out = apply_sensor(out, spec.sensor)
         image = (np.clip(out, 0, 1) * 255.0 + 0.5).astype(np.uint8)
         self._subject_cache = None  # posed subjects are per image: never reuse their draws
         return RenderResult(image, subject_mask, visible, visible_fraction, _bbox(visible))
@@ -967,6 +969,29 @@ def _bbox(mask: np.ndarray) -> list[int] | None:
     if not len(xs):
         return None
     return [int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1]
+
+
+def apply_sensor(img: np.ndarray, sensor: SensorSpec) -> np.ndarray:
+    """Lens blur, then sensor noise, on an HxWx3 float image in [0, 1] (the sensor randomizer's effects).
+
+    The blur is sized for 256-pixel images and scaled with the image. The noise is mostly luminance (one field
+    shared by the channels) plus `chroma_noise` of per-channel noise, with a sigma that grows with brightness
+    like photon noise: sqrt(0.3 + 0.7 * 2 * luminance) x `noise`, so `noise` is the sigma at mid-grey."""
+    import cv2
+
+    out = img
+    scale = img.shape[0] / 256.0
+    if sensor.blur_px > 0:
+        out = cv2.GaussianBlur(out, (0, 0), sensor.blur_px * scale)
+    if sensor.noise > 0:
+        rng = np.random.default_rng(sensor.noise_seed)
+        h, w = img.shape[:2]
+        lum = rng.standard_normal((h, w, 1), dtype=np.float32)
+        field = lum + np.float32(sensor.chroma_noise) * rng.standard_normal((h, w, 3), dtype=np.float32)
+        field *= np.float32(1.0 / np.sqrt(1.0 + sensor.chroma_noise**2))  # unit variance per channel
+        grey = np.clip(out.mean(axis=2, keepdims=True), 0.0, 1.0)
+        out = out + np.float32(sensor.noise) * np.sqrt(0.3 + 1.4 * grey) * field
+    return out
 
 
 def _smooth_edges(img: np.ndarray, masks: tuple[np.ndarray, ...]) -> np.ndarray:

@@ -153,6 +153,7 @@ def make_record(scenario: Scenario, spec: SceneSpec, result) -> dict[str, Any]:
         "lights": d["lights"],
         "ambient": d["ambient"],
         "sky": d["sky"],
+        "sensor": d["sensor"],
         "occluders": d["occluders"],
         "occluder_tries": d["occluder_tries"],
         "materials": {

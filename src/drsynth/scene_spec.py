@@ -95,6 +95,20 @@ class SkySpec:
 
 
 @dataclass(frozen=True)
+class SensorSpec:
+    """Lens blur and sensor noise applied to the finished render (`render.apply_sensor`).
+
+    blur_px: Gaussian sigma in pixels of a 256-pixel image; noise: noise sigma at mid-grey, intensity in [0, 1];
+    chroma_noise: colour share of the noise; noise_seed: seed of the noise field (so the spec reproduces it).
+    """
+
+    blur_px: float = 0.0
+    noise: float = 0.0
+    chroma_noise: float = 0.0
+    noise_seed: int = 0
+
+
+@dataclass(frozen=True)
 class OccluderSpec:
     """A primitive volume near the subject. `size_m` scales the unit shape along its own axes."""
 
@@ -118,6 +132,8 @@ class SceneSpec:
     lights: tuple[LightSpec, ...] = ()
     ambient: float = 0.25
     sky: SkySpec | None = None
+    #: None = no sensor effects (specs recorded before the sensor randomizer existed)
+    sensor: SensorSpec | None = None
     ground: MaterialUse = MaterialUse("plain-default", tile_m=1.0)
     occluders: tuple[OccluderSpec, ...] = ()
     #: how many occluder layouts were drawn before one hid at most the allowed fraction of the subject

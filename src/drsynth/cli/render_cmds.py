@@ -8,7 +8,7 @@ import typer
 
 SCENARIO_HELP = "Scenario YAML (presets: assets/scenarios/cats_dogs.yaml, cats_dogs_bikes_cars.yaml)."
 DISABLE_HELP = (
-    "Switch a randomizer off (repeatable): subject, pose, camera, lighting, sky, occluders, materials, "
+    "Switch a randomizer off (repeatable): subject, pose, camera, lighting, sky, sensor, occluders, materials, "
     "subject_texture."
 )
 
