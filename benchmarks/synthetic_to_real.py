@@ -53,12 +53,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="training epochs (paper: 10)")
     p.add_argument("--seed", type=int, default=None, help="scenario seed (default: the scenario's)")
     p.add_argument("--threads", type=int, default=None, help="torch threads while training")
+    p.add_argument(
+        "--keep",
+        type=float,
+        default=None,
+        help="curate before packaging: keep this fraction of each class's renders, best ImageNet group "
+        "probability first (`drsynth curate`); default: package every render",
+    )
     p.add_argument("--json", default=None, help="also write the result here")
     return p
 
 
 def main(args: argparse.Namespace) -> dict:
     from drsynth.config import load_scenario
+    from drsynth.curate import curate
     from drsynth.package import package
     from drsynth.render_job import render_range
     from drsynth.train import TrainConfig
@@ -92,14 +100,39 @@ def main(args: argparse.Namespace) -> dict:
     render_range(sc, renders, count=count, workers=args.workers, on_progress=progress)
     timings["render_s"] = time.perf_counter() - t
 
+    curation = None
+    if args.keep is not None:
+        t = time.perf_counter()
+        curation = work / f"curation-{args.keep:g}"
+        if (curation / "curation.json").exists():
+            print(f"reuse curation {curation}", flush=True)
+        else:
+            print(f"curate: keep {args.keep:.0%} of each class by ImageNet group probability", flush=True)
+            curate(renders, curation, keep_fraction=args.keep, weights=weights)
+        timings["curate_s"] = time.perf_counter() - t
+    kept = len(json.loads((curation / "curation.json").read_text())["kept"]) if curation else count
+
     t = time.perf_counter()
     manifest = dataset / "dataset.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("num_samples") == count:
+    if (
+        manifest.exists()
+        and json.loads(manifest.read_text()).get("num_samples") == kept
+        and (json.loads(manifest.read_text()).get("source", {}).get("curation") is not None)
+        == (curation is not None)
+    ):
         print(f"reuse dataset {dataset}", flush=True)
     else:
         if dataset.exists():
             shutil.rmtree(dataset)
-        package(renders, str(dataset), shard_size=1000, name=f"s2r-{sc.name}", progress=False, card=False)
+        package(
+            renders,
+            str(dataset),
+            shard_size=1000,
+            name=f"s2r-{sc.name}",
+            progress=False,
+            card=False,
+            curation=curation,
+        )
     timings["package_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -130,6 +163,8 @@ def main(args: argparse.Namespace) -> dict:
         "seed": sc.seed,
         "classes": sc.class_names,
         "renders_per_class": args.per_class,
+        "keep_fraction": args.keep,
+        "trained_on": kept,
         "epochs": args.epochs,
         "best_epoch (by val on renders)": result.best_epoch,
         "val_accuracy_renders": result.best_val_accuracy,
@@ -138,6 +173,7 @@ def main(args: argparse.Namespace) -> dict:
         "real_per_class": real_eval.get("per_class_accuracy"),
         "real_n": real_eval.get("n"),
         "real_accuracy_last_epoch": last_real["accuracy"],
+        "real_accuracy_per_epoch": [round(_find_eval(r, "real")["accuracy"], 4) for r in result.history],
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "load_average": os.getloadavg(),
         "work": str(work),
@@ -145,7 +181,7 @@ def main(args: argparse.Namespace) -> dict:
     print(json.dumps(out, indent=2))
     print(
         f"\nsynthetic -> real ({', '.join(sc.class_names)}): {real_eval['accuracy']:.1%} on {real_eval.get('n')} real "
-        f"photos (AAR {out['real_aar']:+.1%}), trained on {args.per_class} renders/class of '{sc.name}' "
+        f"photos (AAR {out['real_aar']:+.1%}), trained on {kept} of {count} renders of '{sc.name}' "
         f"(seed {sc.seed}), mobilenet_v2 frozen + paper head, epoch {result.best_epoch}/{args.epochs}"
     )
     if args.json:

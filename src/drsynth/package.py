@@ -14,6 +14,7 @@ The steps, in order, so that a dataset is either committed whole or not at all:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -284,11 +285,13 @@ def package(
     on_shard_done: Callable[[ShardEntry, bool], None] | None = None,
     source_info: dict[str, Any] | None = None,
     card: bool = True,
+    curation: str | os.PathLike[str] | None = None,
 ) -> PackageResult:
     """Package render folder(s) `src` into a committed dataset at `dest`; see the module doc for the steps.
 
     `card=False` skips the dataset card (README.md and PNGs, a few seconds of plotting); `on_shard_done`
     is called with each finished shard and whether it was uploaded (False: already there, resumed).
+    `curation` (a `drsynth curate` keep-list, file or folder) packages only the renders it keeps.
     """
     if shard_size < 1:
         raise DatasetError(f"shard_size must be >= 1, got {shard_size}")
@@ -296,6 +299,9 @@ def package(
         raise DatasetError(f"workers must be >= 1, got {workers}")
     dirs = [src] if isinstance(src, str | os.PathLike) else list(src)
     source = scan_render_dirs(dirs)
+    curated = None
+    if curation is not None:
+        source, curated = apply_curation(source, curation)
     store = open_store(dest, retry=retry)
     import webdataset  # noqa: F401  (imports torch: seconds, paid before the clock starts)
 
@@ -364,6 +370,7 @@ def package(
             "render_drsynth_version": source.info.drsynth_version,
             "unfinished_samples_left_out": len(source.unfinished),
             **({"render": info_extra} if info_extra else {}),
+            **({"curation": curated} if curated else {}),
         },
     )
     if card:
@@ -385,6 +392,39 @@ def package(
         seconds=time.monotonic() - started,
         unfinished=source.unfinished,
     )
+
+
+def apply_curation(
+    source: RenderSource, curation: str | os.PathLike[str]
+) -> tuple[RenderSource, dict[str, Any]]:
+    """The source reduced to the renders a curation keeps, and what to record of it in the manifest."""
+    from drsynth.curate import read_curation
+
+    data = read_curation(curation)
+    for fld, ours in (("scenario", source.info.scenario_name), ("seed", source.info.seed)):
+        if data.get(fld) is not None and ours is not None and data[fld] != ours:
+            raise DatasetError(
+                f"curation {data['path']} was made for {fld} {data[fld]!r}, these renders have {ours!r}: "
+                "run `drsynth curate` on these render folders"
+            )
+    kept = set(data["kept"])
+    have = {s.key for s in source.samples}
+    missing = sorted(kept - have)
+    if missing:
+        raise DatasetError(
+            f"curation {data['path']} keeps {len(missing)} render(s) the render folders do not hold (first: "
+            f"{missing[0]}): it was made for other render folders; run `drsynth curate` on these"
+        )
+    samples = tuple(s for s in source.samples if s.key in kept)
+    info = {
+        "file": data["path"],
+        "keep_fraction": data.get("keep_fraction"),
+        "weights": data.get("weights"),
+        "criterion": data.get("criterion"),
+        "rendered": len(source.samples),
+        "kept": len(samples),
+    }
+    return dataclasses.replace(source, samples=samples), info
 
 
 def _default_name(source: RenderSource) -> str:

@@ -36,6 +36,9 @@ def package_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a committed dataset at --dest"),
     workers: int = typer.Option(4, "--workers", min=1, help="shards built and uploaded in parallel"),
     card: bool = typer.Option(True, "--card/--no-card", help="write the dataset card (README.md, PNGs)"),
+    curation: Path | None = typer.Option(
+        None, "--curation", help="keep-list from `drsynth curate` (file or folder): package only the renders it keeps"
+    ),
 ) -> None:
     """Package rendered images into WebDataset shards + manifest + dataset card at --dest."""
     from drsynth import metrics
@@ -43,7 +46,14 @@ def package_cmd(
 
     with metrics.step("package"):
         result = package(
-            src, dest, shard_size=shard_size, name=name, overwrite=overwrite, workers=workers, card=card
+            src,
+            dest,
+            shard_size=shard_size,
+            name=name,
+            overwrite=overwrite,
+            workers=workers,
+            card=card,
+            curation=curation,
         )
     _report(result)
 

@@ -1,4 +1,5 @@
-"""`drsynth realism`: does this subject read as a cat? (registered by drsynth.cli)."""
+"""`drsynth realism` (does this subject read as a cat?) and `drsynth curate` (keep the renders that do);
+registered by drsynth.cli."""
 
 from __future__ import annotations
 
@@ -77,4 +78,58 @@ def register(app: typer.Typer) -> None:
         Console().print(table)
         console.print(
             f"report: {paths['html']} ({paths['json'].name}, {paths['sheet'].name})", highlight=False
+        )
+
+    @app.command()
+    def curate(
+        src: list[Path] = typer.Option(
+            ...,
+            "--src",
+            help="render output folder (render.json + samples/); repeat for several index ranges",
+        ),
+        keep: float = typer.Option(
+            0.5, "--keep", help="fraction of each class to keep, the best-scored first (0 < keep <= 1)"
+        ),
+        weights: str | None = typer.Option(
+            None,
+            "--weights",
+            help="torchvision mobilenet_v2 ImageNet state dict (.pth/.safetensors); default: torchvision's "
+            "own ImageNet weights (downloaded once, needs network).",
+        ),
+        out: Path | None = typer.Option(
+            None, "--out", help="folder for curation.json, curation.png, index.html (default: SRC/curation)"
+        ),
+    ) -> None:
+        """Score every render by the ImageNet probability of its class's group and keep the best --keep of
+        each class; `drsynth package --curation OUT` then packages only those."""
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from drsynth import curate as cu
+
+        out_dir = out or src[0] / "curation"
+        console = Console(stderr=True)
+        with Progress(
+            TextColumn("[bold]classify"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("curate", total=None)
+            curation, paths = cu.curate(
+                src,
+                out_dir,
+                keep_fraction=keep,
+                weights=weights,
+                progress=lambda d, t: progress.update(task, completed=d, total=t),
+            )
+        for c, v in curation.classes.items():
+            console.print(
+                f"{c}: kept {v['kept']} of {v['rendered']} (group probability: kept mean {v['mean_score_kept']:.3f}, "
+                f"dropped mean {v['mean_score_dropped'] if v['mean_score_dropped'] is not None else float('nan'):.3f})",
+                highlight=False,
+            )
+        console.print(
+            f"keep-list: {paths['json']} (sheet {paths['sheet'].name}, {paths['html'].name})", highlight=False
         )
