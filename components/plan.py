@@ -42,6 +42,8 @@ def plan_run(
     real_test_uri: str,
     toon_uri: str,
     import_max_side: int,
+    curate_keep: float,
+    curate_weights: str,
 ) -> dict:
     """Resolve the pipeline parameters into the run plan: scenarios (training / held-out breeds), every dataset
     with its store URI (named by content, so unchanged datasets keep their URI and cached renders), the

@@ -63,6 +63,8 @@ def paper_study(
     real_test_fraction: float = D["real_test_fraction"],
     shard_size: int = D["shard_size"],
     max_breeds: int = D["max_breeds"],
+    curate_keep: float = D["curate_keep"],
+    curate_weights: str = D["curate_weights"],
     explain: str = D["explain"],
     explain_k: int = D["explain_k"],
     render_workers: int = D["render_workers"],
@@ -103,6 +105,10 @@ def paper_study(
         real_test_fraction: Share of real_uri used as the real test domain.
         shard_size: Images per render task and dataset shard.
         max_breeds: At most this many breed presets per class and no blends (0: all).
+        curate_keep: Curate the training renders (drsynth curate): render images_per_class / curate_keep per
+            class, keep the best by ImageNet group probability (classes cat, dog, bicycle, car; 0: keep all).
+        curate_weights: mobilenet_v2 ImageNet state dict for curation (a path in the image), or default
+            (torchvision's, downloaded by the package task).
         explain: Heatmaps for the control models, all models, or none.
         explain_k: Heatmap images per class and domain.
         render_workers: Render processes per render task (0: the task's cores).
@@ -128,6 +134,7 @@ def paper_study(
         explain=explain, explain_k=explain_k, render_workers=render_workers, train_workers=train_workers,
         device=device, store_uri=store_uri, real_uri=real_uri, real_test_uri=real_test_uri, toon_uri=toon_uri,
         import_max_side=import_max_side,
+        curate_keep=curate_keep, curate_weights=curate_weights,
     )
     settings.light(plan).set_display_name("plan")
 

@@ -42,6 +42,8 @@ def train_and_serve(
     holdout_fraction: float = D["holdout_fraction"],
     shard_size: int = D["shard_size"],
     max_breeds: int = D["max_breeds"],
+    curate_keep: float = D["curate_keep"],
+    curate_weights: str = D["curate_weights"],
     render_workers: int = D["render_workers"],
     train_workers: int = D["train_workers"],
     train_gpus: int = 1,
@@ -72,6 +74,10 @@ def train_and_serve(
         holdout_fraction: Share of breeds kept out of training for the test domains.
         shard_size: Images per render task and dataset shard.
         max_breeds: At most this many breed presets per class and no blends (0: all).
+        curate_keep: Curate the training renders (drsynth curate): render images_per_class / curate_keep per
+            class, keep the best by ImageNet group probability (classes cat, dog, bicycle, car; 0: keep all).
+        curate_weights: mobilenet_v2 ImageNet state dict for curation (a path in the image), or default
+            (torchvision's, downloaded by the package task).
         render_workers: Render processes per render task (0: the task's cores).
         train_workers: Data-loader workers of the training task.
         train_gpus: GPUs of the training task (0 on CPU-only clusters).
@@ -94,6 +100,7 @@ def train_and_serve(
         explain="none", explain_k=D["explain_k"], render_workers=render_workers, train_workers=train_workers,
         device=device, store_uri=store_uri, real_uri="", real_test_uri="", toon_uri="",
         import_max_side=D["import_max_side"],
+        curate_keep=curate_keep, curate_weights=curate_weights,
     )
     settings.light(plan).set_display_name("plan")
     packaged = [common.build_dataset(plan.output, ds, store_secret, pushgateway_url)

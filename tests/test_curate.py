@@ -134,3 +134,72 @@ def test_curate_and_package_commands_with_imagenet_weights(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["curate", "--src", str(src), "--keep", "2", "--weights", str(weights)])
     assert e.value.code == 2 and "keep fraction" in capsys.readouterr().err
+
+
+# --- in the pipeline and the studies ------------------------------------------------------------------------
+
+
+def test_plan_curates_the_training_renders_only(tmp_path):
+    from drsynth.presets import RunConfig, preset
+    from drsynth.runplan import plan_run, render_jobs
+
+    cfg = preset(
+        "ci",
+        store_uri=str(tmp_path),
+        studies=["transfer"],
+        images_per_class=4,
+        test_images_per_class=2,
+        curate_keep=0.5,
+        curate_weights="/w.pth",
+    )
+    plan = plan_run(cfg)
+    train, test = plan.dataset("synth-control"), plan.dataset("test-synthetic")
+    assert (train.count, train.curate_keep, train.curate_weights) == (16, 0.5, "/w.pth")  # 4 / 0.5 per class
+    assert (test.count, test.curate_keep) == (4, 0.0)  # test domains stay as rendered
+    assert {(j["curate_keep"], j["curate_weights"]) for j in render_jobs(plan, "synth-control")} == {
+        (0.5, "/w.pth")
+    }
+    uncurated = plan_run(preset("ci", store_uri=str(tmp_path), studies=["transfer"], images_per_class=4))
+    assert uncurated.dataset("synth-control").uri != train.uri  # another dataset: another URI
+    params = cfg.pipeline_parameters()
+    assert (
+        params["curate_keep"] == 0.5 and RunConfig.from_parameters(**params).study.curate_weights == "/w.pth"
+    )
+    assert RunConfig.from_parameters(**(params | {"curate_weights": "default"})).study.curate_weights is None
+
+    scenario = tmp_path / "giraffes.yaml"
+    scenario.write_text("name: g\nclasses:\n  cat: {procedural: cat}\n  giraffe: {procedural: dog}\n")
+    with pytest.raises(ConfigError, match="giraffe"):
+        plan_run(
+            preset(
+                "ci", store_uri=str(tmp_path), studies=["transfer"], scenario=str(scenario), curate_keep=0.5
+            )
+        )
+
+
+@pytest.mark.slow
+def test_package_step_curates_and_keeps_the_sheet(tmp_path):
+    from drsynth import steps
+    from drsynth.data import read_manifest
+    from drsynth.presets import preset
+    from drsynth.runplan import plan_run, render_jobs
+
+    weights = shared_path("weights", "mobilenet_v2_imagenet.pth")
+    cfg = preset(
+        "ci",
+        store_uri=str(tmp_path / "store"),
+        studies=["transfer"],
+        images_per_class=3,
+        test_images_per_class=2,
+        curate_keep=0.5,
+        curate_weights=str(weights),
+    )
+    plan = plan_run(cfg)
+    renders = []
+    for i, job in enumerate(render_jobs(plan, "synth-control")):
+        steps.render_shard(job, tmp_path / f"r{i}")
+        renders.append(tmp_path / f"r{i}")
+    out = steps.package_dataset(renders, tmp_path / "pkg")
+    assert out["num_samples"] == 6 and out["counts"] == {"cat": 3, "dog": 3}  # of 12 rendered
+    assert read_manifest(out["uri"]).source["curation"]["rendered"] == 12
+    assert (tmp_path / "pkg" / "curation" / "curation.png").is_file()

@@ -79,8 +79,9 @@ class RunConfig(BaseModel):
         own = set(cls.model_fields) - {"study"}
         study = {k: v for k, v in params.items() if k not in own}
         rest = {k: v for k, v in params.items() if k in own}
-        if study.get("weights") in ("", "default"):
-            study["weights"] = None
+        for key in ("weights", "curate_weights"):  # the UI form has no None: "default" (or empty) stands for it
+            if study.get(key) in ("", "default"):
+                study[key] = None
         try:
             return cls(study=StudyConfig(**study), **rest)
         except ConfigError:
@@ -93,6 +94,7 @@ class RunConfig(BaseModel):
         out = self.model_dump(mode="json", exclude={"study"})
         study = self.study.model_dump(mode="json", exclude={"train_extra", "workers"})
         study["weights"] = study["weights"] or "default"
+        study["curate_weights"] = study["curate_weights"] or "default"
         return {**study, **{k: ("" if v is None else v) for k, v in out.items()}}
 
 

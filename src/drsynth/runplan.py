@@ -64,6 +64,8 @@ class DatasetPlan(BaseModel):
     import_from: str | None = Field(None, description="the user's folder/prefix (imports)")
     import_split: Literal["all", "train", "test"] = "all"
     description: str = ""
+    curate_keep: float = Field(0.0, description="renders: share of each class packaged after `drsynth curate` (0: all)")
+    curate_weights: str | None = None
 
 
 class DomainPlan(DomainInfo):
@@ -182,11 +184,23 @@ def plan_run(cfg: RunConfig) -> RunPlan:
                   disabled: list[str] | None = None, enabled: list[str] | None = None,
                   per_class: int, description: str) -> DatasetPlan:
         n_classes = len(scenarios[key]["classes"])
+        curated = role == "train" and s.curate_keep > 0  # test domains stay as rendered
+        if curated:
+            from drsynth.realism import imagenet_group
+
+            for c in scenarios[key]["classes"]:
+                imagenet_group(c)
         ds = DatasetPlan(name=name, source="render", role=role, scenario=key, seed=seed, style=style,
-                         disabled=list(disabled or []), enabled=list(enabled or []), count=per_class * n_classes,
-                         shard_size=cfg.shard_size, description=description)
+                         disabled=list(disabled or []), enabled=list(enabled or []),
+                         count=(s.rendered_per_class(per_class) if curated else per_class) * n_classes,
+                         shard_size=cfg.shard_size, description=description,
+                         curate_keep=s.curate_keep if curated else 0.0,
+                         curate_weights=s.curate_weights if curated else None)
+        if curated:
+            ds.description += f"; the best {s.curate_keep:.0%} by ImageNet group probability (drsynth curate)"
         content = {"scenario": scenarios[key], "seed": seed, "style": style, "disabled": ds.disabled,
-                   "enabled": ds.enabled, "count": ds.count, "shard_size": ds.shard_size}
+                   "enabled": ds.enabled, "count": ds.count, "shard_size": ds.shard_size,
+                   **({"curate": [ds.curate_keep, ds.curate_weights]} if curated else {})}
         ds.uri = _join(cfg.store_uri, "datasets", f"{name}-{_digest(content)}")
         datasets[name] = ds
         return ds
@@ -282,7 +296,8 @@ def render_jobs(plan: RunPlan, dataset: str) -> list[dict[str, Any]]:
     n = math.ceil(ds.count / ds.shard_size)
     return [{"dataset": ds.name, "skip": False, "start": k * ds.shard_size,
              "count": min(ds.shard_size, ds.count - k * ds.shard_size), "uri": ds.uri, "shard_size": ds.shard_size,
-             "scenario": scenario, "workers": plan.config.render_workers, "description": ds.description}
+             "scenario": scenario, "workers": plan.config.render_workers, "description": ds.description,
+             "curate_keep": ds.curate_keep, "curate_weights": ds.curate_weights}
             for k in range(n)]
 
 

@@ -93,7 +93,8 @@ def render_shard(job: dict[str, Any], out_dir: str | os.PathLike[str]) -> dict[s
     out = _fresh_dir(out_dir)
     _mark(out, step="render", dataset=job["dataset"], skip=bool(job.get("skip")), uri=job.get("uri", ""),
           start=int(job.get("start", 0)), count=int(job.get("count", 0)),
-          shard_size=int(job.get("shard_size", 1)), description=job.get("description", ""))
+          shard_size=int(job.get("shard_size", 1)), description=job.get("description", ""),
+          curate_keep=float(job.get("curate_keep") or 0.0), curate_weights=job.get("curate_weights"))
     if job.get("skip"):
         return {"dataset": job["dataset"], "skipped": True, "images": 0}
     from drsynth.config import parse_scenario
@@ -126,9 +127,17 @@ def package_dataset(render_dirs: Sequence[str | os.PathLike[str]], out_dir: str 
     from drsynth.package import package
 
     uri, shard_size = jobs[0]["uri"], jobs[0]["shard_size"]
+    keep_list = None
+    if jobs[0].get("curate_keep"):  # the keep-list and its sheet travel with the step's output artifact
+        from drsynth.curate import curate
+
+        keep_list = out / "curation"
+        curation, _ = curate([str(d) for d in render_dirs], keep_list, keep_fraction=float(jobs[0]["curate_keep"]),
+                             weights=jobs[0].get("curate_weights"))
+        print(f"curated {name}: kept {len(curation.kept)} of {len(curation.scores)} renders", flush=True)
     with metrics.step("package", task=f"package-{name}"):
         res = package([str(d) for d in render_dirs], uri, name=name, shard_size=shard_size, overwrite=True,
-                      workers=2, progress=False)
+                      workers=2, progress=False, curation=keep_list)
     _copy_card(uri, out)
     m = res.manifest
     _mark(out, step="package", dataset=name, skip=False, uri=res.uri, num_samples=m.num_samples,

@@ -21,6 +21,7 @@ Models are keyed by what built them (`RUN/models/<name>/spec.json`), so a model 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -100,6 +101,15 @@ class StudyConfig(BaseModel):
                                              description="architecture variants to run")
     explain_k: int = Field(4, ge=0, le=64, description="transfer study: GradCAM/occlusion grids of the first K "
                            "images per class and domain for each model (the paper's Fig. 5); 0 = none")
+    curate_keep: float = Field(0.0, ge=0, le=1, description="curate each training dataset (`drsynth curate`): "
+                               "render images_per_class / curate_keep per class and keep the images_per_class "
+                               "an ImageNet classifier finds most like their class; 0 = no curation")
+    curate_weights: str | None = Field(None, description="mobilenet_v2 ImageNet state dict for curation; None = "
+                                       "torchvision's (downloaded)")
+
+    def rendered_per_class(self, kept_per_class: int) -> int:
+        """Training renders to make per class so that curation keeps `kept_per_class` of them."""
+        return math.ceil(kept_per_class / self.curate_keep) if self.curate_keep > 0 else kept_per_class
 
     def model_post_init(self, _: Any) -> None:
         for field, known in (("ablations", ABLATIONS), ("architecture_variants", ARCHITECTURE_VARIANTS)):
@@ -648,8 +658,11 @@ class StudyRunner:
             self.scenarios[f"{ref} (held-out test)"] = test.to_json()
         return self._split[ref]
 
-    def _render_to_dataset(self, name: str, scenario: Any, count: int, *, spec: dict[str, Any]) -> str:
-        """Render `count` images of `scenario` and package them into RUN/datasets/<name> (reused if unchanged)."""
+    def _render_to_dataset(self, name: str, scenario: Any, count: int, *, spec: dict[str, Any],
+                           curation: dict[str, Any] | None = None) -> str:
+        """Render `count` images of `scenario` and package them into RUN/datasets/<name> (reused if unchanged);
+        with `curation` ({keep_fraction, weights}) only the renders `drsynth curate` keeps, its sheet in
+        RUN/curation/<name>/."""
         import shutil
 
         from drsynth.package import package
@@ -664,7 +677,13 @@ class StudyRunner:
         in_process = self.cfg.workers is not None and self.cfg.workers <= 1
         render_images(scenario, count, work, workers=self.cfg.workers, progress=self.progress,
                       ctx=self._context(scenario) if in_process else None)
-        package(work, str(dest), name=name, overwrite=True, workers=1, progress=self.progress)
+        keep_list = None
+        if curation:
+            from drsynth.curate import curate
+
+            keep_list = self.run_dir / "curation" / name
+            curate(work, keep_list, keep_fraction=curation["keep_fraction"], weights=curation["weights"])
+        package(work, str(dest), name=name, overwrite=True, workers=1, progress=self.progress, curation=keep_list)
         shutil.rmtree(work, ignore_errors=True)
         sheet = dest / "card" / "contact_sheet.png"
         if sheet.is_file():
@@ -736,8 +755,21 @@ class StudyRunner:
             raise ConfigError(f"dataset {spec.name} needs real photos: pass --real DIR")
         train, _ = self.scenario_pair(spec.scenario or self.cfg.scenario)
         sc = train.with_overrides(seed=spec.seed, disable=spec.disabled, enable=spec.enabled)
-        count = spec.images_per_class * len(sc.classes)
-        uri = self._render_to_dataset(spec.name, sc, count, spec={"scenario": sc.to_json(), "count": count})
+        count = self.cfg.rendered_per_class(spec.images_per_class) * len(sc.classes)
+        curation = None
+        if self.cfg.curate_keep > 0:
+            from drsynth.realism import imagenet_group
+
+            for c in sc.class_names:
+                imagenet_group(c)  # before rendering: curation scores classes with an ImageNet group only
+            curation = {"keep_fraction": self.cfg.curate_keep, "weights": self.cfg.curate_weights}
+        uri = self._render_to_dataset(
+            spec.name,
+            sc,
+            count,
+            spec={"scenario": sc.to_json(), "count": count, **({"curation": curation} if curation else {})},
+            curation=curation,
+        )
         self.datasets[spec.name] = uri
         return uri
 

@@ -103,6 +103,10 @@ def study_cmd(
     ablation: list[str] = typer.Option([], "--ablation", help="only these ablation conditions (repeatable)"),
     explain_k: int | None = typer.Option(None, "--explain-k", min=0, help="transfer: heatmaps of the first K "
                                          "images per class and domain (default 4; 0 = none)"),
+    curate_keep: float | None = typer.Option(None, "--curate-keep", help="curate training renders: render N / "
+                                             "KEEP per class, keep the best N by ImageNet group probability"),
+    curate_weights: str | None = typer.Option(None, "--curate-weights", help="mobilenet_v2 ImageNet state dict "
+                                              "for --curate-keep (default: torchvision's, downloaded)"),
     report: bool = typer.Option(True, "--report/--no-report", help="rebuild RUN/report.html afterwards"),
 ) -> None:
     """Run one of the paper's studies (or all) end to end: render, package, train, export, evaluate, figure."""
@@ -115,7 +119,8 @@ def study_cmd(
     given = {"seeds": seeds, "scenario": scenario, "scaling_scenario": scaling_scenario,
              "images_per_class": images_per_class, "test_images_per_class": test_images_per_class,
              "backbone": backbone, "weights": weights, "epochs": epochs, "input_size": input_size,
-             "render_size": render_size, "workers": workers, "ablations": ablation or None, "explain_k": explain_k}
+             "render_size": render_size, "workers": workers, "ablations": ablation or None, "explain_k": explain_k,
+             "curate_keep": curate_keep, "curate_weights": curate_weights}
     try:
         cfg = StudyConfig.preset(preset, **{k: v for k, v in given.items() if v is not None})
     except ValueError as e:  # pydantic's ValidationError
