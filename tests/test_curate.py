@@ -75,6 +75,10 @@ def test_curate_then_package_only_the_kept(tmp_path):
     assert all(k in index for k in curation.kept)
     assert not any(k in index for k in set(records) - curation.kept)
 
+    make_render_dir(src, 4, start=24)  # renders finished after the curation: never scored, left out
+    again = package(src, str(tmp_path / "ds2"), progress=False, card=False, curation=tmp_path / "cur")
+    assert again.manifest.num_samples == 12 and again.manifest.source["curation"]["unscored_left_out"] == 4
+
 
 def test_package_refuses_a_curation_of_other_renders(tmp_path):
     big = make_render_dir(tmp_path / "big", 24)

@@ -423,6 +423,8 @@ def apply_curation(
         "criterion": data.get("criterion"),
         "rendered": len(source.samples),
         "kept": len(samples),
+        # renders finished after the curation ran were never scored: left out, and counted so it shows
+        "unscored_left_out": len(have - set(data.get("scores") or have)),
     }
     return dataclasses.replace(source, samples=samples), info
 

@@ -118,6 +118,13 @@ def _report(result) -> None:  # result: drsynth.package.PackageResult
             f"[yellow]note:[/] {len(result.unfinished)} image(s) without a .json record (unfinished renders) were "
             f"left out, e.g. {', '.join(result.unfinished[:5])}"
         )
+    cur = m.source.get("curation")
+    if cur:
+        left = cur.get("unscored_left_out")
+        note = f"; {left} unscored (rendered after curating) left out" if left else ""
+        console.print(
+            f"curated: kept {cur['kept']} of {cur['rendered']} renders ({cur['file']}){note}", highlight=False
+        )
 
 
 @dataset_app.command("info")
