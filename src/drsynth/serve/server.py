@@ -282,6 +282,10 @@ def serve(cfg: ServeConfig, *, announce: Callable[[str], None] = print) -> None:
     except BaseException:
         sock.close()
         raise
+    # Listen before announcing: a bound socket that does not listen yet refuses connections, and a client
+    # that read "listening on" could connect before uvicorn starts (seen on a loaded machine). From here on
+    # connections wait in the backlog until the server accepts them.
+    sock.listen(2048)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
