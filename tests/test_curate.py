@@ -102,6 +102,14 @@ def test_package_refuses_a_curation_of_other_renders(tmp_path):
     assert not (tmp_path / "ds" / "dataset.json").exists()
 
 
+def test_a_damaged_render_is_one_error_and_nothing_is_written(tmp_path):
+    src = make_render_dir(tmp_path / "render", 8)
+    (src / "samples" / "000000005.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match="000000005"):
+        cu.curate(src, tmp_path / "cur", classifier=BrightnessClassifier())
+    assert not (tmp_path / "cur").exists()
+
+
 def test_curate_refuses_classes_without_group_and_writes_nothing(tmp_path):
     src = make_render_dir(tmp_path / "render", 6, classes=("cat", "giraffe"))
     with pytest.raises(ConfigError, match="giraffe"):
