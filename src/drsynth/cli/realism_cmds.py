@@ -8,6 +8,18 @@ from pathlib import Path
 import typer
 
 
+def _bar(label: str, console):  # a rich Progress with a count and the time left
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
 
@@ -37,7 +49,6 @@ def register(app: typer.Typer) -> None:
         281-285, dog 151-268, bicycle 444/671, car 407/436/...), per class and per breed or model, with a
         contact sheet of the least recognised breeds."""
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         from rich.table import Table
 
         from drsynth import realism as rl
@@ -53,13 +64,7 @@ def register(app: typer.Typer) -> None:
             highlight=False,
             soft_wrap=True,
         )
-        with Progress(
-            TextColumn("[bold]render + classify"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
+        with _bar("render + classify", console) as progress:
             task = progress.add_task("realism", total=count)
             result = rl.run_realism(
                 sc,
@@ -103,19 +108,12 @@ def register(app: typer.Typer) -> None:
         """Score every render by the ImageNet probability of its class's group and keep the best --keep of
         each class; `drsynth package --curation OUT` then packages only those."""
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from drsynth import curate as cu
 
         out_dir = out or src[0] / "curation"
         console = Console(stderr=True)
-        with Progress(
-            TextColumn("[bold]classify"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
+        with _bar("classify", console) as progress:
             task = progress.add_task("curate", total=None)
             curation, paths = cu.curate(
                 src,
