@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from drsynth import __version__
-from drsynth.errors import DatasetError
+from drsynth.errors import ConfigError, DatasetError
 from drsynth.fsutil import atomic_write_bytes, atomic_write_json
 
 CURATION_FILE = "curation.json"
@@ -81,6 +81,20 @@ def select(scored: Sequence[ScoredRender], keep_fraction: float) -> frozenset[st
         k = max(1, round(len(items) * keep_fraction))
         kept.update(s.key for s in sorted(items, key=lambda s: (-s.score, s.key))[:k])
     return frozenset(kept)
+
+
+def check_classes(classes: Sequence[str], where: str = "curation") -> None:
+    """ConfigError unless every class has an ImageNet group (curation scores nothing else)."""
+    from drsynth.realism import IMAGENET_GROUPS, imagenet_group
+
+    for c in classes:
+        try:
+            imagenet_group(c)
+        except ConfigError:
+            raise ConfigError(
+                f"{where}: class '{c}' has no ImageNet group to score renders against (classes with one: "
+                f"{', '.join(IMAGENET_GROUPS)}); set curate_keep to 0 for this scenario"
+            ) from None
 
 
 def open_renders(src: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Any:

@@ -186,10 +186,9 @@ def plan_run(cfg: RunConfig) -> RunPlan:
         n_classes = len(scenarios[key]["classes"])
         curated = role == "train" and s.curate_keep > 0  # test domains stay as rendered
         if curated:
-            from drsynth.realism import imagenet_group
+            from drsynth.curate import check_classes
 
-            for c in scenarios[key]["classes"]:
-                imagenet_group(c)
+            check_classes(list(scenarios[key]["classes"]), where=f"curate_keep {s.curate_keep} (dataset {name})")
         ds = DatasetPlan(name=name, source="render", role=role, scenario=key, seed=seed, style=style,
                          disabled=list(disabled or []), enabled=list(enabled or []),
                          count=(s.rendered_per_class(per_class) if curated else per_class) * n_classes,

@@ -758,10 +758,9 @@ class StudyRunner:
         count = self.cfg.rendered_per_class(spec.images_per_class) * len(sc.classes)
         curation = None
         if self.cfg.curate_keep > 0:
-            from drsynth.realism import imagenet_group
+            from drsynth.curate import check_classes
 
-            for c in sc.class_names:
-                imagenet_group(c)  # before rendering: curation scores classes with an ImageNet group only
+            check_classes(sc.class_names, where=f"--curate-keep (dataset {spec.name})")  # before rendering
             curation = {"keep_fraction": self.cfg.curate_keep, "weights": self.cfg.curate_weights}
         uri = self._render_to_dataset(
             spec.name,
