@@ -61,6 +61,11 @@ def test_curate_then_package_only_the_kept(tmp_path):
         assert {k for k in keys[:6]} <= curation.kept and not set(keys[6:]) & curation.kept
         assert curation.classes[cls]["rendered"] == 12 and curation.classes[cls]["kept"] == 6
         assert curation.classes[cls]["mean_score_kept"] > curation.classes[cls]["mean_score_dropped"]
+        breeds = curation.classes[cls]["breeds"]
+        assert set(breeds) == {"breed0", "breed1", "breed2"}
+        assert sum(b["rendered"] for b in breeds.values()) == 12 and sum(b["kept"] for b in breeds.values()) == 6
+        fractions = [b["kept_fraction"] for b in breeds.values()]
+        assert fractions == sorted(fractions)  # least kept first
     data = json.loads(paths["json"].read_text())
     assert data["kind"] == "drsynth-curation" and len(data["kept"]) == 12 and len(data["scores"]) == 24
     assert Image.open(paths["sheet"]).size[1] > 0 and "tiny" in paths["html"].read_text()

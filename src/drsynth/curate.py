@@ -40,6 +40,7 @@ class ScoredRender:
     key: str
     class_name: str
     score: float  # softmax mass on the class's ImageNet group
+    breed: str = "?"  # the record's subject breed / model, to show which subjects curation drops
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def score_renders(
     samples = source.samples
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
-        images, classes = [], []
+        images, classes, breeds = [], [], []
         for s in batch:
             try:
                 record = json.loads(s.record.read_text())
@@ -136,9 +137,10 @@ def score_renders(
                     f"{list(source.info.classes)}"
                 )
             classes.append(record["class"])
+            breeds.append(str((record.get("subject") or {}).get("breed", "?")))
         probs = classifier.probabilities(images)
-        for s, c, p in zip(batch, classes, probs, strict=True):
-            out.append(ScoredRender(s.key, c, float(p[list(imagenet_group(c))].sum())))
+        for s, c, b, p in zip(batch, classes, breeds, probs, strict=True):
+            out.append(ScoredRender(s.key, c, float(p[list(imagenet_group(c))].sum()), b))
         if progress:
             progress(len(out), len(samples))
     return out
@@ -176,6 +178,16 @@ def curate(
             "lowest_kept_score": min(keep) if keep else None,
             "mean_score_kept": float(np.mean(keep)) if keep else None,
             "mean_score_dropped": float(np.mean(drop)) if drop else None,
+            # kept share per breed, lowest first: the subjects that read least like the class
+            "breeds": dict(
+                sorted(
+                    (
+                        (b, {"rendered": n, "kept": k, "kept_fraction": k / n})
+                        for b, n, k in _per_breed(items, kept)
+                    ),
+                    key=lambda kv: (kv[1]["kept_fraction"], kv[0]),
+                )
+            ),
         }
     curation = Curation(
         keep_fraction=keep_fraction,
@@ -195,6 +207,15 @@ def curate(
     atomic_write_bytes(paths["html"], _html(curation).encode())
     atomic_write_json(paths["json"], curation.to_json())  # last: the keep-list is what package reads
     return curation, paths
+
+
+def _per_breed(items: Sequence[ScoredRender], kept: frozenset[str]) -> list[tuple[str, int, int]]:
+    counts: dict[str, list[int]] = {}
+    for s in items:
+        n_k = counts.setdefault(s.breed, [0, 0])
+        n_k[0] += 1
+        n_k[1] += s.key in kept
+    return [(b, n, k) for b, (n, k) in counts.items()]
 
 
 def read_curation(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -251,7 +272,8 @@ def _html(c: Curation) -> str:
     rows = "".join(
         f"<tr><td>{name}</td><td>{v['kept']} / {v['rendered']}</td>"
         f"<td>{_fmt(v['lowest_kept_score'])}</td><td>{_fmt(v['mean_score_kept'])}</td>"
-        f"<td>{_fmt(v['mean_score_dropped'])}</td></tr>"
+        f"<td>{_fmt(v['mean_score_dropped'])}</td>"
+        f"<td>{_least_kept(v['breeds'])}</td></tr>"
         for name, v in c.classes.items()
     )
     return (
@@ -259,9 +281,13 @@ def _html(c: Curation) -> str:
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
         f"<h1>Curation: {c.scenario} (seed {c.seed})</h1><p>kept the best {c.keep_fraction:.0%} of each class by "
         f"{CRITERION}; classifier mobilenet_v2, weights {c.weights}.</p>"
-        "<table><tr><th>class</th><th>kept</th><th>lowest kept score</th><th>mean kept</th><th>mean dropped</th></tr>"
+        "<table><tr><th>class</th><th>kept</th><th>lowest kept score</th><th>mean kept</th><th>mean dropped</th><th>least kept breeds</th></tr>"
         f"{rows}</table><img src='{SHEET_FILE}' style='max-width:100%'>"
     )
+
+
+def _least_kept(breeds: dict[str, dict[str, Any]], k: int = 6) -> str:
+    return ", ".join(f"{b} {x['kept']}/{x['rendered']}" for b, x in list(breeds.items())[:k])
 
 
 def _fmt(x: float | None) -> str:

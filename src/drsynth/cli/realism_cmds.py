@@ -123,9 +123,11 @@ def register(app: typer.Typer) -> None:
                 progress=lambda d, t: progress.update(task, completed=d, total=t),
             )
         for c, v in curation.classes.items():
+            dropped = v["mean_score_dropped"]
+            least = ", ".join(f"{b} {x['kept_fraction']:.0%}" for b, x in list(v["breeds"].items())[:4])
             console.print(
                 f"{c}: kept {v['kept']} of {v['rendered']} (group probability: kept mean {v['mean_score_kept']:.3f}, "
-                f"dropped mean {v['mean_score_dropped'] if v['mean_score_dropped'] is not None else float('nan'):.3f})",
+                f"dropped mean {'-' if dropped is None else f'{dropped:.3f}'}); least kept: {least}",
                 highlight=False,
             )
         console.print(
