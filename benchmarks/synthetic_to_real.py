@@ -113,12 +113,10 @@ def main(args: argparse.Namespace) -> dict:
     kept = len(json.loads((curation / "curation.json").read_text())["kept"]) if curation else count
 
     t = time.perf_counter()
-    manifest = dataset / "dataset.json"
-    if (
-        manifest.exists()
-        and json.loads(manifest.read_text()).get("num_samples") == kept
-        and (json.loads(manifest.read_text()).get("source", {}).get("curation") is not None)
-        == (curation is not None)
+    manifest_path = dataset / "dataset.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if manifest.get("num_samples") == kept and ("curation" in manifest.get("source", {})) == (
+        curation is not None
     ):
         print(f"reuse dataset {dataset}", flush=True)
     else:

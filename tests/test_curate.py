@@ -63,7 +63,9 @@ def test_curate_then_package_only_the_kept(tmp_path):
         assert curation.classes[cls]["mean_score_kept"] > curation.classes[cls]["mean_score_dropped"]
         breeds = curation.classes[cls]["breeds"]
         assert set(breeds) == {"breed0", "breed1", "breed2"}
-        assert sum(b["rendered"] for b in breeds.values()) == 12 and sum(b["kept"] for b in breeds.values()) == 6
+        assert (
+            sum(b["rendered"] for b in breeds.values()) == 12 and sum(b["kept"] for b in breeds.values()) == 6
+        )
         fractions = [b["kept_fraction"] for b in breeds.values()]
         assert fractions == sorted(fractions)  # least kept first
     data = json.loads(paths["json"].read_text())
@@ -220,3 +222,13 @@ def test_package_step_curates_and_keeps_the_sheet(tmp_path):
     assert out["num_samples"] == 6 and out["counts"] == {"cat": 3, "dog": 3}  # of 12 rendered
     assert read_manifest(out["uri"]).source["curation"]["rendered"] == 12
     assert (tmp_path / "pkg" / "curation" / "curation.png").is_file()
+
+
+def test_curate_will_not_replace_a_folder_of_other_files(tmp_path):
+    src = make_render_dir(tmp_path / "render", 8)
+    with pytest.raises(DatasetError, match="holds other files"):
+        cu.curate(src, src, classifier=BrightnessClassifier())  # --out pointed at the render folder itself
+    assert len(list((src / "samples").glob("*.jpg"))) == 8
+    first, _ = cu.curate(src, tmp_path / "cur", keep_fraction=0.5, classifier=BrightnessClassifier())
+    again, _ = cu.curate(src, tmp_path / "cur", keep_fraction=0.25, classifier=BrightnessClassifier())
+    assert len(again.kept) == 2 and len(json.loads((tmp_path / "cur" / "curation.json").read_text())["kept"]) == 2

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from PIL import Image, ImageDraw
 
 from drsynth import __version__
 from drsynth.errors import ConfigError, DatasetError
-from drsynth.fsutil import atomic_write_bytes, atomic_write_json
+from drsynth.fsutil import atomic_dir
 
 CURATION_FILE = "curation.json"
 SHEET_FILE = "curation.png"
@@ -70,10 +71,14 @@ class Curation:
         }
 
 
-def select(scored: Sequence[ScoredRender], keep_fraction: float) -> frozenset[str]:
-    """Per class, the keys of the `keep_fraction` best-scored renders (at least one; ties broken by key)."""
+def check_fraction(keep_fraction: float) -> None:
     if not 0.0 < keep_fraction <= 1.0:
         raise DatasetError(f"keep fraction must be in (0, 1], got {keep_fraction}")
+
+
+def select(scored: Sequence[ScoredRender], keep_fraction: float) -> frozenset[str]:
+    """Per class, the keys of the `keep_fraction` best-scored renders (at least one; ties broken by key)."""
+    check_fraction(keep_fraction)
     by_class: dict[str, list[ScoredRender]] = {}
     for s in scored:
         by_class.setdefault(s.class_name, []).append(s)
@@ -120,6 +125,7 @@ def score_renders(
     from drsynth.preprocess import load_image
     from drsynth.realism import imagenet_group
 
+    groups = {c: np.array(imagenet_group(c)) for c in source.info.classes}
     out: list[ScoredRender] = []
     samples = source.samples
     for start in range(0, len(samples), batch_size):
@@ -140,7 +146,7 @@ def score_renders(
             breeds.append(str((record.get("subject") or {}).get("breed", "?")))
         probs = classifier.probabilities(images)
         for s, c, b, p in zip(batch, classes, breeds, probs, strict=True):
-            out.append(ScoredRender(s.key, c, float(p[list(imagenet_group(c))].sum()), b))
+            out.append(ScoredRender(s.key, c, float(p[groups[c]].sum()), b))
         if progress:
             progress(len(out), len(samples))
     return out
@@ -157,12 +163,18 @@ def curate(
 ) -> tuple[Curation, dict[str, Path]]:
     """Score the renders of `src`, keep the best `keep_fraction` per class, write the keep-list and sheet.
 
-    Writes `out_dir/curation.json`, `curation.png` and `index.html` (each atomically); nothing is written
-    when scoring fails.
+    Writes `out_dir/curation.json`, `curation.png` and `index.html` as one folder that replaces `out_dir`
+    whole; nothing is written when scoring fails.
     """
     from drsynth.realism import ImageNetClassifier
 
-    select([], keep_fraction)  # validate before loading a network
+    check_fraction(keep_fraction)  # before loading a network
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not (out / CURATION_FILE).is_file():
+        raise DatasetError(
+            f"--out {out} holds other files; curation replaces its output folder whole, so give a new or "
+            "an earlier curation's folder"
+        )
     source = open_renders(src)
     clf = classifier or ImageNetClassifier(weights).load()
     scored = score_renders(source, clf, progress=progress)
@@ -178,16 +190,7 @@ def curate(
             "lowest_kept_score": min(keep) if keep else None,
             "mean_score_kept": float(np.mean(keep)) if keep else None,
             "mean_score_dropped": float(np.mean(drop)) if drop else None,
-            # kept share per breed, lowest first: the subjects that read least like the class
-            "breeds": dict(
-                sorted(
-                    (
-                        (b, {"rendered": n, "kept": k, "kept_fraction": k / n})
-                        for b, n, k in _per_breed(items, kept)
-                    ),
-                    key=lambda kv: (kv[1]["kept_fraction"], kv[0]),
-                )
-            ),
+            "breeds": _per_breed(items, kept),
         }
     curation = Curation(
         keep_fraction=keep_fraction,
@@ -198,24 +201,23 @@ def curate(
         kept=kept,
         scores={s.key: s.score for s in scored},
     )
-    out = Path(out_dir)
-    paths = {"json": out / CURATION_FILE, "sheet": out / SHEET_FILE, "html": out / "index.html"}
-    sheet = contact_sheet(source, scored, kept)
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
-    atomic_write_bytes(paths["sheet"], buf.getvalue())
-    atomic_write_bytes(paths["html"], _html(curation).encode())
-    atomic_write_json(paths["json"], curation.to_json())  # last: the keep-list is what package reads
-    return curation, paths
+    contact_sheet(source, scored, kept).save(buf, format="PNG")
+    with atomic_dir(out, overwrite=True) as tmp:  # the three files replace an earlier curation together
+        (tmp / SHEET_FILE).write_bytes(buf.getvalue())
+        (tmp / "index.html").write_text(_html(curation))
+        (tmp / CURATION_FILE).write_text(json.dumps(curation.to_json(), indent=2, sort_keys=True) + "\n")
+    return curation, {"json": out / CURATION_FILE, "sheet": out / SHEET_FILE, "html": out / "index.html"}
 
 
-def _per_breed(items: Sequence[ScoredRender], kept: frozenset[str]) -> list[tuple[str, int, int]]:
-    counts: dict[str, list[int]] = {}
-    for s in items:
-        n_k = counts.setdefault(s.breed, [0, 0])
-        n_k[0] += 1
-        n_k[1] += s.key in kept
-    return [(b, n, k) for b, (n, k) in counts.items()]
+def _per_breed(items: Sequence[ScoredRender], kept: frozenset[str]) -> dict[str, dict[str, Any]]:
+    """Kept share per breed, lowest first: the subjects that read least like their class."""
+    rendered = Counter(s.breed for s in items)
+    kept_n = Counter(s.breed for s in items if s.key in kept)
+    rows = {
+        b: {"rendered": n, "kept": kept_n[b], "kept_fraction": kept_n[b] / n} for b, n in rendered.items()
+    }
+    return dict(sorted(rows.items(), key=lambda kv: (kv[1]["kept_fraction"], kv[0])))
 
 
 def read_curation(path: str | os.PathLike[str]) -> dict[str, Any]:

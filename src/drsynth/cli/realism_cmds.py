@@ -7,6 +7,11 @@ from pathlib import Path
 
 import typer
 
+WEIGHTS_HELP = (
+    "torchvision mobilenet_v2 ImageNet state dict (.pth/.safetensors); default: torchvision's own ImageNet "
+    "weights (downloaded once, needs network)."
+)
+
 
 def _bar(label: str, console):  # a rich Progress with a count and the time left
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -29,12 +34,7 @@ def register(app: typer.Typer) -> None:
             ..., "--scenario", help="Scenario YAML (e.g. assets/scenarios/cats_dogs.yaml)."
         ),
         count: int = typer.Option(200, "--count", help="Images to render and score (classes alternate)."),
-        weights: str | None = typer.Option(
-            None,
-            "--weights",
-            help="torchvision mobilenet_v2 ImageNet state dict (.pth/.safetensors); default: torchvision's "
-            "own ImageNet weights (downloaded once, needs network).",
-        ),
+        weights: str | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
         out: Path | None = typer.Option(
             None,
             "--out",
@@ -95,12 +95,7 @@ def register(app: typer.Typer) -> None:
         keep: float = typer.Option(
             0.5, "--keep", help="fraction of each class to keep, the best-scored first (0 < keep <= 1)"
         ),
-        weights: str | None = typer.Option(
-            None,
-            "--weights",
-            help="torchvision mobilenet_v2 ImageNet state dict (.pth/.safetensors); default: torchvision's "
-            "own ImageNet weights (downloaded once, needs network).",
-        ),
+        weights: str | None = typer.Option(None, "--weights", help=WEIGHTS_HELP),
         out: Path | None = typer.Option(
             None, "--out", help="folder for curation.json, curation.png, index.html (default: SRC/curation)"
         ),
