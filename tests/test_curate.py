@@ -229,6 +229,10 @@ def test_curate_will_not_replace_a_folder_of_other_files(tmp_path):
     with pytest.raises(DatasetError, match="holds other files"):
         cu.curate(src, src, classifier=BrightnessClassifier())  # --out pointed at the render folder itself
     assert len(list((src / "samples").glob("*.jpg"))) == 8
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DatasetError, match="is a file or holds other files"):
+        cu.curate(src, tmp_path / "a_file", classifier=BrightnessClassifier())
+    assert (tmp_path / "a_file").read_text() == "x"
     first, _ = cu.curate(src, tmp_path / "cur", keep_fraction=0.5, classifier=BrightnessClassifier())
     again, _ = cu.curate(src, tmp_path / "cur", keep_fraction=0.25, classifier=BrightnessClassifier())
     assert len(again.kept) == 2 and len(json.loads((tmp_path / "cur" / "curation.json").read_text())["kept"]) == 2

@@ -170,10 +170,10 @@ def curate(
 
     check_fraction(keep_fraction)  # before loading a network
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not (out / CURATION_FILE).is_file():
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CURATION_FILE).is_file())):
         raise DatasetError(
-            f"--out {out} holds other files; curation replaces its output folder whole, so give a new or "
-            "an earlier curation's folder"
+            f"--out {out} is a file or holds other files; curation replaces its output folder whole, so give "
+            "a new or an earlier curation's folder"
         )
     source = open_renders(src)
     clf = classifier or ImageNetClassifier(weights).load()

@@ -23,6 +23,7 @@ from typing import Any
 from drsynth import __version__, metrics
 from drsynth.errors import ConfigError, DatasetError
 from drsynth.fsutil import atomic_write_bytes, atomic_write_json
+from drsynth.progress import log_every
 from drsynth.runplan import ModelJob, RunPlan, model_jobs, plan_run, render_jobs, study_plans
 
 MARKER = "drsynth-step.json"
@@ -133,7 +134,7 @@ def package_dataset(render_dirs: Sequence[str | os.PathLike[str]], out_dir: str 
 
         keep_list = out / "curation"
         curation, _ = curate([str(d) for d in render_dirs], keep_list, keep_fraction=float(jobs[0]["curate_keep"]),
-                             weights=jobs[0].get("curate_weights"), progress=_log_every(30.0, f"curate {name}"))
+                             weights=jobs[0].get("curate_weights"), progress=log_every(30.0, f"curate {name}"))
         print(f"curated {name}: kept {len(curation.kept)} of {len(curation.scores)} renders", flush=True)
     with metrics.step("package", task=f"package-{name}"):
         res = package([str(d) for d in render_dirs], uri, name=name, shard_size=shard_size, overwrite=True,
@@ -145,22 +146,6 @@ def package_dataset(render_dirs: Sequence[str | os.PathLike[str]], out_dir: str 
     print(f"packaged {m.num_samples} images of {name} into {res.uri} ({len(m.shards)} shards)", flush=True)
     return {"dataset": name, "skipped": False, "uri": res.uri, "num_samples": m.num_samples,
             "classes": list(m.classes), "counts": dict(m.counts), "shards": len(m.shards)}
-
-
-def _log_every(seconds: float, label: str):
-    """A (done, total) callback printing a line at most every `seconds` and at the end (a task's log is its
-    progress bar)."""
-    import time
-
-    last = [0.0]
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= seconds or done == total:
-            last[0] = now
-            print(f"{label}: {done}/{total}", flush=True)
-
-    return report
 
 
 def _copy_card(uri: str, out: Path) -> None:

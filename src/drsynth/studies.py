@@ -20,10 +20,9 @@ Models are keyed by what built them (`RUN/models/<name>/spec.json`), so a model 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from drsynth import __version__
 from drsynth.errors import ConfigError, DatasetError
 from drsynth.fsutil import atomic_write_bytes, atomic_write_json
+from drsynth.progress import count_bar
 
 STUDIES = ("architecture", "ablation", "transfer", "scaling")
 TRAIN_SOURCES = ("real", "synthetic")
@@ -683,7 +683,7 @@ class StudyRunner:
             from drsynth.curate import curate
 
             keep_list = self.run_dir / "curation" / name
-            with _bar(f"curate {name}", self.progress) as on_progress:
+            with count_bar(f"curate {name}", enabled=self.progress) as on_progress:
                 curate(work, keep_list, keep_fraction=curation["keep_fraction"], weights=curation["weights"],
                        progress=on_progress)
         package(work, str(dest), name=name, overwrite=True, workers=1, progress=self.progress, curation=keep_list)
@@ -898,19 +898,6 @@ def domain_sheet(uri: str, out_png: Path, *, per_class: int = 8) -> None:
                                               list(ds.classes)))
 
 
-@contextlib.contextmanager
-def _bar(label: str, show: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A (done, total) callback drawing a rich progress bar, or None when progress is off."""
-    if not show:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
 def render_images(scenario: Any, count: int, out_dir: Path, *, workers: int | None = 0, progress: bool = True,
                   ctx: Any = None) -> None:
     """Render images 0..count-1 of `scenario` into a render folder (design.md, "Render output folder");
@@ -918,5 +905,5 @@ def render_images(scenario: Any, count: int, out_dir: Path, *, workers: int | No
     from drsynth.render_job import render_range
 
     workers = None if workers is None else max(1, workers)
-    with _bar(f"render {out_dir.name}", progress) as on_progress:
+    with count_bar(f"render {out_dir.name}", enabled=progress) as on_progress:
         render_range(scenario, out_dir, count=count, workers=workers, ctx=ctx, on_progress=on_progress)

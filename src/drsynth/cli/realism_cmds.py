@@ -7,22 +7,12 @@ from pathlib import Path
 
 import typer
 
+from drsynth.progress import count_bar
+
 WEIGHTS_HELP = (
     "torchvision mobilenet_v2 ImageNet state dict (.pth/.safetensors); default: torchvision's own ImageNet "
     "weights (downloaded once, needs network)."
 )
-
-
-def _bar(label: str, console):  # a rich Progress with a count and the time left
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -64,15 +54,8 @@ def register(app: typer.Typer) -> None:
             highlight=False,
             soft_wrap=True,
         )
-        with _bar("render + classify", console) as progress:
-            task = progress.add_task("realism", total=count)
-            result = rl.run_realism(
-                sc,
-                count,
-                weights=weights,
-                start=start,
-                progress=lambda d, t: progress.update(task, completed=d),
-            )
+        with count_bar("render + classify", console=console) as on_progress:
+            result = rl.run_realism(sc, count, weights=weights, start=start, progress=on_progress)
         out_dir = out or Path(f"realism-{sc.name}")
         paths = rl.write_report(result, out_dir, scenario_name=sc.name, weights=weights)
         table = Table(title=f"recognised by ImageNet mobilenet_v2 (top-1 in the class's group), {sc.name}")
@@ -108,15 +91,8 @@ def register(app: typer.Typer) -> None:
 
         out_dir = out or src[0] / "curation"
         console = Console(stderr=True)
-        with _bar("classify", console) as progress:
-            task = progress.add_task("curate", total=None)
-            curation, paths = cu.curate(
-                src,
-                out_dir,
-                keep_fraction=keep,
-                weights=weights,
-                progress=lambda d, t: progress.update(task, completed=d, total=t),
-            )
+        with count_bar("classify", console=console) as on_progress:
+            curation, paths = cu.curate(src, out_dir, keep_fraction=keep, weights=weights, progress=on_progress)
         for c, v in curation.classes.items():
             dropped = v["mean_score_dropped"]
             least = ", ".join(f"{b} {x['kept_fraction']:.0%}" for b, x in list(v["breeds"].items())[:4])
