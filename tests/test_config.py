@@ -135,14 +135,6 @@ def test_class_overrides_apply_to_their_class_only():
     assert parse_scenario(sc.to_json()) == sc
 
 
-def test_fur_classes_name_known_classes_and_follow_a_class_subset():
-    sc = parse_scenario({**BASE, "render": {"fur_shells": 3, "fur_classes": ["dog"]}})
-    assert sc.with_overrides(classes=["cat"]).render.fur_classes == []  # the cats keep a plain coat
-    assert sc.with_overrides(classes=["dog"]).render.fur_classes == ["dog"]
-    with pytest.raises(ConfigError, match=r"render.fur_classes: unknown classes \['horse'\]"):
-        parse_scenario({**BASE, "render": {"fur_classes": ["cat", "horse"]}})
-
-
 def test_committed_vehicle_overrides_leave_animals_alone():
     sc = load_scenario(PRESETS / "cats_dogs_bikes_cars.yaml")
     assert set(sc.class_overrides) <= {"bicycle", "car"}

@@ -259,16 +259,6 @@ def test_shell_fur_gives_a_soft_larger_outline_and_stays_deterministic(scenario)
     assert area(f_rec["bbox"]) > area(p_rec["bbox"])
     changed = np.abs(np.asarray(f_img, float) - np.asarray(p_img, float)).max(axis=2) > 8
     assert changed.sum() > 150, changed.sum()  # the coat's surface and outline, not a few pixels
-    # render.fur_classes limits the shells to some classes: image 5's class keeps them, the other's lose them
-    this, other = f_rec["class"], next(c for c in big.class_names if c != f_rec["class"])
-    for classes, want in (([this], f_img), ([other], p_img)):
-        data["render"]["fur_classes"] = classes
-        (img, _), = render_samples(type(scenario).model_validate(data), [5], ctx=furry_ctx)
-        assert np.array_equal(np.asarray(img), np.asarray(want)), classes
-    data["render"]["fur_classes"] = ["horse"]
-    with pytest.raises(ValueError, match=r"render.fur_classes: unknown classes \['horse'\]"):
-        type(scenario).model_validate(data)
-    data["render"]["fur_classes"] = None
     # fur_shells 0 (the default) draws none, and the toon style never does: cartoons keep clean outlines
     data["render"]["fur_shells"] = 0
     (off_img, _), = render_samples(type(scenario).model_validate(data), [5], ctx=furry_ctx)

@@ -86,8 +86,6 @@ class RenderOptions(BaseModel):
     msaa_samples: multisampling per pixel (4 costs ~50% more time on a CPU rasteriser than 1);
     smooth_edges: blend a slight blur along silhouettes (cheap anti-aliasing for single-sample renders);
     fur_shells: shell-fur layers drawn over furry coats (0 = none; each layer redraws the coat once);
-    fur_classes: the classes whose subjects get the shells (null = every class with a furry coat), e.g. [cat]:
-        shell fur made more cat renders read as cats but its dogs as wire-haired terriers (docs/benchmarks.md);
     jpeg_quality: of the written images."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,7 +94,6 @@ class RenderOptions(BaseModel):
     msaa_samples: Literal[1, 2, 4, 8] = 1
     smooth_edges: bool = True
     fur_shells: int = Field(0, ge=0, le=8)
-    fur_classes: list[str] | None = None
     jpeg_quality: int = Field(90, ge=30, le=100)
 
 
@@ -130,11 +127,6 @@ class Scenario(BaseModel):
                     f"{', '.join(self.classes)}"
                 )
             self.randomizers_for(class_name)  # raises on an unknown or invalid parameter
-        unknown = [c for c in self.render.fur_classes or () if c not in self.classes]
-        if unknown:
-            raise ValueError(
-                f"render.fur_classes: unknown classes {unknown}; this scenario's classes: {', '.join(self.classes)}"
-            )
         return self
 
     def randomizers_for(self, class_name: str) -> Randomizers:
@@ -208,8 +200,6 @@ class Scenario(BaseModel):
                 raise ConfigError(f"unknown classes {unknown}; this scenario has {self.class_names}")
             data["classes"] = {c: data["classes"][c] for c in classes}
             data["class_overrides"] = {c: v for c, v in data["class_overrides"].items() if c in classes}
-            if data["render"]["fur_classes"] is not None:
-                data["render"]["fur_classes"] = [c for c in data["render"]["fur_classes"] if c in classes]
         return parse_scenario(data, source=f"scenario '{self.name}' with overrides")
 
     def to_json(self) -> dict[str, Any]:

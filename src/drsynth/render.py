@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 from collections import OrderedDict
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -443,7 +442,6 @@ class SceneRenderer:
         msaa_samples: int = 1,
         smooth_edges: bool = True,
         fur_shells: int = 0,
-        fur_classes: Collection[str] | None = None,
         shadow_map_size: int = 1024,
         material_image_dir: Path | None = None,
         sky_image_dir: Path | None = None,
@@ -454,7 +452,6 @@ class SceneRenderer:
         self.msaa = int(msaa_samples)
         self.smooth_edges = bool(smooth_edges)
         self.fur_shells = int(fur_shells)
-        self.fur_classes = None if fur_classes is None else frozenset(fur_classes)  # None: every class
         self.shadow_size = int(shadow_map_size)
         self.material_image_dir = material_image_dir
         self.sky_image_dir = sky_image_dir
@@ -618,12 +615,11 @@ class SceneRenderer:
             return self._subject_cache[1]
         subject_material = self._material(spec.subject.material.key) if spec.subject.material else None
         lift = posed.world_from_subject
-        furry = self.fur_classes is None or spec.subject.class_name in self.fur_classes
         draws = []
         for part in posed.parts:
             mat = subject_material if (subject_material is not None and part.texturable) else part.material
             model = lift @ np.asarray(part.transform, float)
-            fur = mat.fur_length * part.fur_scale if furry else 0.0
+            fur = mat.fur_length * part.fur_scale
             draws.append(_Draw(self._part_primitive(part), model, mat, _IDENTITY3, "subject", fur_length=fur))
         self._subject_cache = (key, draws)
         return draws

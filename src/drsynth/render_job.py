@@ -94,7 +94,6 @@ class SampleRenderer:
             msaa_samples=scenario.render.msaa_samples,
             smooth_edges=scenario.render.smooth_edges,
             fur_shells=scenario.render.fur_shells,
-            fur_classes=scenario.render.fur_classes,
             shadow_map_size=scenario.render.shadow_map_size,
             material_image_dir=scenario.randomizers.materials.image_dir,
             sky_image_dir=scenario.randomizers.sky.image_dir,
