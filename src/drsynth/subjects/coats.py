@@ -741,7 +741,9 @@ def paint_coat(
         # Dark coats show a sheen in photos (that is how a black cat reads as fur, not a silhouette).
         roughness=float(np.clip(0.97 - 0.4 * (1.0 - _luma(coat.base) / 0.25), 0.55, 0.97)),
         base_color_texture=img,
-        fur_length=fur_length(model.a.fluff),
+        # Dogs' shells half as long: at full length the dogs read as wire-haired and real dogs lost most to
+        # shell fur in transfer (docs/benchmarks.md, "shorter dog fur").
+        fur_length=fur_length(model.a.fluff) * (0.5 if species == "dog" else 1.0),
     )
     eye = SurfaceMaterial(
         key=f"{key}#eye",
