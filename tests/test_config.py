@@ -21,14 +21,13 @@ def test_presets_load(name):
     assert sc.name == name
     assert sc.class_names[:2] == ["cat", "dog"]
     assert sc.image_size == 256
-    # the paper's control: all on but subject texture; cats/dogs add a mild sensor (docs/benchmarks.md)
-    assert sc.disabled == (["subject_texture"] if name == "cats_dogs" else ["sensor", "subject_texture"])
+    assert sc.disabled == ["sensor", "subject_texture"]  # the paper's control: all on but subject texture, sensor
 
 
 def test_overrides():
     sc = load_scenario(PRESETS / "cats_dogs.yaml", seed=5, image_size=64, disable=["sky", "occluders"], style="toon")
     assert (sc.seed, sc.image_size, sc.style) == (5, 64, "toon")
-    assert sc.disabled == ["sky", "occluders", "subject_texture"]
+    assert sc.disabled == ["sky", "sensor", "occluders", "subject_texture"]
     assert not sc.randomizers.sky.enabled
     on = sc.with_overrides(enable=["subject_texture"])
     assert on.randomizers.subject_texture.enabled
