@@ -77,6 +77,17 @@ def test_parts_are_textured_cached_and_move_only_with_pose():
     assert any(not np.allclose(a.transform, b.transform) for a, b in zip(rest, posed, strict=True))
 
 
+def test_shell_fur_length_follows_fluff_and_dogs_get_half():
+    from drsynth.subjects.coats import fur_length
+
+    cat = cats.make_subjects("cat", breeds=["siamese"], blends=0, seed=3)[0]
+    dog = dogs.make_subjects("dog", breeds=["dachshund"], blends=0, seed=3)[0]
+    for s, species in ((cat, "cat"), (dog, "dog")):
+        coat = next(p for p in s.parts(s.default_pose()) if p.texturable).material
+        assert coat.fur_length == pytest.approx(fur_length(s.model.a.fluff, species))
+    assert fur_length(0.5, "dog") == pytest.approx(0.5 * fur_length(0.5, "cat")) == pytest.approx(0.0045)
+
+
 @pytest.mark.parametrize(
     "species,breed", [("cat", "domestic_shorthair_tabby"), ("dog", "dachshund"), ("dog", "great_dane")]
 )

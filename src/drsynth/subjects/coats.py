@@ -719,9 +719,14 @@ def nose_texture(coat: Coat, species: str, size: int = 64) -> np.ndarray:
     return (np.clip(col[::-1], 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def fur_length(fluff: float) -> float:
+#: Shell-fur length per species, times the cats' (at full length dogs read as wire-haired, and real dogs lost
+#: most to shell fur in transfer: docs/benchmarks.md, "shorter dog fur").
+FUR_LENGTH_SCALE = {"cat": 1.0, "dog": 0.5}
+
+
+def fur_length(fluff: float, species: str) -> float:
     """Shell-fur length in metres for a breed's `fluff` (0 sleek .. 1 very fluffy)."""
-    return 0.002 + 0.014 * float(fluff)
+    return (0.002 + 0.014 * float(fluff)) * FUR_LENGTH_SCALE[species]
 
 
 def _luma(c) -> float:
@@ -741,9 +746,7 @@ def paint_coat(
         # Dark coats show a sheen in photos (that is how a black cat reads as fur, not a silhouette).
         roughness=float(np.clip(0.97 - 0.4 * (1.0 - _luma(coat.base) / 0.25), 0.55, 0.97)),
         base_color_texture=img,
-        # Dogs' shells half as long: at full length the dogs read as wire-haired and real dogs lost most to
-        # shell fur in transfer (docs/benchmarks.md, "shorter dog fur").
-        fur_length=fur_length(model.a.fluff) * (0.5 if species == "dog" else 1.0),
+        fur_length=fur_length(model.a.fluff, species),
     )
     eye = SurfaceMaterial(
         key=f"{key}#eye",
